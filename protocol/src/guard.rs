@@ -1,0 +1,169 @@
+//! A bounds check on array lengths, run before a body reaches the codec.
+//!
+//! The `kafka-protocol` decoder reserves room for an array's announced element count
+//! before it reads a single element. A 20-byte request announcing two billion entries
+//! would make it ask the allocator for hundreds of gigabytes, and a failed allocation
+//! aborts the process. Each element of every array the broker decodes takes at least a
+//! known number of bytes on the wire, so a count that needs more bytes than the frame
+//! has left is refused here. The walk below covers exactly the arrays of the request
+//! bodies the broker decodes; all other fields are left to the codec.
+
+use kafka_protocol::messages::ApiKey;
+
+/// A request body announced more array elements than its bytes can hold.
+#[derive(Debug, thiserror::Error)]
+#[error("array length {count} cannot fit in the {remaining} bytes left")]
+pub struct ImplausibleLength {
+    count: u64,
+    remaining: usize,
+}
+
+struct Reader<'a> {
+    buf: &'a [u8],
+}
+
+/// Returned when the walk runs past the end; the codec will report the real error.
+struct Truncated;
+
+impl<'a> Reader<'a> {
+    fn skip(&mut self, n: usize) -> Result<(), Truncated> {
+        if self.buf.len() < n {
+            return Err(Truncated);
+        }
+        self.buf = &self.buf[n..];
+        Ok(())
+    }
+
+    fn i32(&mut self) -> Result<i32, Truncated> {
+        let b = self.buf.get(..4).ok_or(Truncated)?;
+        let v = i32::from_be_bytes([b[0], b[1], b[2], b[3]]);
+        self.buf = &self.buf[4..];
+        Ok(v)
+    }
+
+    fn uvarint(&mut self) -> Result<u64, Truncated> {
+        let mut value = 0u64;
+        for shift in (0..35).step_by(7) {
+            let (&b, rest) = self.buf.split_first().ok_or(Truncated)?;
+            self.buf = rest;
+            value |= u64::from(b & 0x7f) << shift;
+            if b & 0x80 == 0 {
+                return Ok(value);
+            }
+        }
+        Err(Truncated)
+    }
+
+    fn compact_string(&mut self) -> Result<(), Truncated> {
+        let n = self.uvarint()?;
+        self.skip(n.saturating_sub(1) as usize)
+    }
+
+    fn tagged_fields(&mut self) -> Result<(), Truncated> {
+        for _ in 0..self.uvarint()? {
+            self.uvarint()?;
+            let size = self.uvarint()?;
+            self.skip(size as usize)?;
+        }
+        Ok(())
+    }
+
+    /// Reads an array's element count and checks it against the bytes left.
+    fn array(&mut self, flexible: bool, min_element: usize) -> Result<Result<u64, ImplausibleLength>, Truncated> {
+        let count = if flexible {
+            self.uvarint()?.saturating_sub(1)
+        } else {
+            // -1 is null; other negative counts are the codec's error to report.
+            self.i32()?.max(0) as u64
+        };
+        let remaining = self.buf.len();
+        if count.saturating_mul(min_element as u64) > remaining as u64 {
+            return Ok(Err(ImplausibleLength { count, remaining }));
+        }
+        Ok(Ok(count))
+    }
+}
+
+/// Checks every array count in a body of `key` at codec version `version`.
+pub fn check_array_lengths(key: ApiKey, version: i16, body: &[u8]) -> Result<(), ImplausibleLength> {
+    let mut r = Reader { buf: body };
+    match walk(&mut r, key, version) {
+        Ok(result) => result,
+        Err(Truncated) => Ok(()),
+    }
+}
+
+fn walk(r: &mut Reader<'_>, key: ApiKey, version: i16) -> Result<Result<(), ImplausibleLength>, Truncated> {
+    // Minimum element sizes: a classic string is at least 2 bytes, a compact one 1 byte,
+    // a flexible struct ends with at least 1 byte of tagged fields, a UUID is 16 bytes.
+    let ok = |count: Result<u64, ImplausibleLength>| count.map(|_| ());
+    Ok(match key {
+        ApiKey::Metadata => {
+            let min = match version {
+                0..=8 => 2,
+                9 => 2,
+                _ => 18,
+            };
+            ok(r.array(version >= 9, min)?)
+        }
+        ApiKey::CreateDelegationToken => {
+            if version >= 3 {
+                r.compact_string()?;
+                r.compact_string()?;
+            }
+            let flexible = version >= 2;
+            ok(r.array(flexible, if flexible { 3 } else { 4 })?)
+        }
+        ApiKey::DescribeDelegationToken => {
+            let flexible = version >= 2;
+            ok(r.array(flexible, if flexible { 3 } else { 4 })?)
+        }
+        ApiKey::DescribeUserScramCredentials => ok(r.array(true, 2)?),
+        ApiKey::AlterUserScramCredentials => {
+            let deletions = match r.array(true, 3)? {
+                Ok(n) => n,
+                Err(e) => return Ok(Err(e)),
+            };
+            for _ in 0..deletions {
+                r.compact_string()?;
+                r.skip(1)?;
+                r.tagged_fields()?;
+            }
+            ok(r.array(true, 9)?)
+        }
+        // The other bodies the broker decodes have no arrays.
+        _ => Ok(()),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn huge_metadata_topic_count_is_refused() {
+        // v1: topics array of i32::MAX entries followed by nothing.
+        let body = [0x7f, 0xff, 0xff, 0xff];
+        assert!(check_array_lengths(ApiKey::Metadata, 1, &body).is_err());
+        // v9 (flexible): uvarint 0xffffffff.
+        let body = [0xff, 0xff, 0xff, 0xff, 0x0f];
+        assert!(check_array_lengths(ApiKey::Metadata, 9, &body).is_err());
+    }
+
+    #[test]
+    fn plausible_counts_pass() {
+        // v1 Metadata: one topic "a", then nothing.
+        let body = [0, 0, 0, 1, 0, 1, b'a'];
+        assert!(check_array_lengths(ApiKey::Metadata, 1, &body).is_ok());
+        // null topics
+        let body = [0xff, 0xff, 0xff, 0xff];
+        assert!(check_array_lengths(ApiKey::Metadata, 1, &body).is_ok());
+    }
+
+    #[test]
+    fn alter_user_scram_upsertions_are_checked_after_deletions() {
+        // one deletion ("u", mechanism 1, no tags), then upsertions claiming 2^28 entries.
+        let body = [2, 2, b'u', 1, 0, 0xff, 0xff, 0xff, 0xff, 0x01];
+        assert!(check_array_lengths(ApiKey::AlterUserScramCredentials, 0, &body).is_err());
+    }
+}

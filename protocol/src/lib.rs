@@ -1,0 +1,16 @@
+//! Sans-IO Kafka wire handling for kafka-token-broker.
+//!
+//! This crate turns bytes into decoded requests and responses into bytes. It owns the
+//! framing rules, the request-header rules, the one table of APIs the broker serves and
+//! the Kafka error codes it can answer with. It knows nothing of sockets, tasks or disks,
+//! so the server, the `ktb` command line and the tests all share the same codec.
+
+pub mod apis;
+pub mod client;
+pub mod error_code;
+pub mod frame;
+mod guard;
+pub mod request;
+pub mod response;
+
+pub use kafka_protocol;

@@ -1,0 +1,73 @@
+//! Metadata (key 3), versions 0–12, for a broker with no topics (T-META-1..3, D-18).
+
+use kafka_protocol::messages::metadata_response::{MetadataResponseBroker, MetadataResponseTopic};
+use kafka_protocol::messages::{BrokerId, MetadataRequest, MetadataResponse};
+use kafka_protocol::protocol::StrBytes;
+use ktb_protocol::error_code;
+
+use super::Context;
+
+/// "Not computed" for authorized-operation fields.
+pub const OPERATIONS_NOT_COMPUTED: i32 = i32::MIN;
+/// The seven CLUSTER operations a super user holds: CREATE, ALTER, DESCRIBE, CLUSTER_ACTION,
+/// DESCRIBE_CONFIGS, ALTER_CONFIGS, IDEMPOTENT_WRITE (T-META-3).
+pub const SUPER_USER_CLUSTER_OPERATIONS: i32 =
+    (1 << 5) | (1 << 7) | (1 << 8) | (1 << 9) | (1 << 10) | (1 << 11) | (1 << 12);
+
+/// Answers Metadata; `None` (close) for a topic without a name below v12, which Kafka
+/// cannot parse either.
+pub fn handle(ctx: &Context<'_>, version: i16, req: &MetadataRequest) -> Option<MetadataResponse> {
+    let config = &ctx.broker.config;
+    let requested = req.topics.as_deref().unwrap_or_default();
+    let mut topics = Vec::with_capacity(requested.len());
+    for t in requested {
+        topics.push(match &t.name {
+            Some(name) => MetadataResponseTopic::default()
+                .with_error_code(error_code::UNKNOWN_TOPIC_OR_PARTITION)
+                .with_name(Some(name.clone())),
+            None if version >= 12 => MetadataResponseTopic::default()
+                .with_error_code(error_code::UNKNOWN_TOPIC_ID)
+                .with_name(None)
+                .with_topic_id(t.topic_id),
+            None => return None,
+        });
+    }
+    let mut resp = MetadataResponse::default()
+        .with_brokers(vec![
+            MetadataResponseBroker::default()
+                .with_node_id(BrokerId(config.node_id))
+                .with_host(StrBytes::from_string(ctx.endpoint.host.clone()))
+                .with_port(i32::from(ctx.endpoint.port)),
+        ])
+        .with_topics(topics);
+    if version >= 1 {
+        resp.controller_id = BrokerId(config.node_id);
+    }
+    if version >= 2 {
+        resp.cluster_id = Some(StrBytes::from_string(ctx.broker.cluster_id.clone()));
+    }
+    if (8..=10).contains(&version) && req.include_cluster_authorized_operations {
+        resp.cluster_authorized_operations = cluster_operations(ctx);
+    }
+    Some(resp)
+}
+
+/// What the connection may do on the cluster, when a request asks (T-META-3).
+pub fn cluster_operations(ctx: &Context<'_>) -> i32 {
+    if ctx.is_super_user() {
+        SUPER_USER_CLUSTER_OPERATIONS
+    } else {
+        0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// T-META-3: 8096 is Kafka's value for the seven CLUSTER operations.
+    #[test]
+    fn t_meta_3_super_user_operations_value() {
+        assert_eq!(SUPER_USER_CLUSTER_OPERATIONS, 8096);
+    }
+}

@@ -1,0 +1,83 @@
+//! Principals and the authenticated identity of a connection.
+
+use std::fmt;
+
+/// A Kafka principal, `Type:name`; equality is case-sensitive on both parts.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Principal {
+    /// The principal type, `User` for every principal ktb authenticates.
+    pub kind: String,
+    /// The principal name.
+    pub name: String,
+}
+
+impl Principal {
+    /// The principal of a connection on a PLAINTEXT listener (D-10).
+    pub fn anonymous() -> Self {
+        Self::user("ANONYMOUS")
+    }
+
+    /// `User:<name>`.
+    pub fn user(name: &str) -> Self {
+        Principal {
+            kind: "User".to_owned(),
+            name: name.to_owned(),
+        }
+    }
+
+    /// Parses `Type:name`, splitting at the first `:`; both parts must be non-empty.
+    pub fn parse(s: &str) -> Option<Self> {
+        let (kind, name) = s.split_once(':')?;
+        if kind.is_empty() || name.is_empty() {
+            return None;
+        }
+        Some(Principal {
+            kind: kind.to_owned(),
+            name: name.to_owned(),
+        })
+    }
+}
+
+impl fmt::Display for Principal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}", self.kind, self.name)
+    }
+}
+
+/// Who a connection is, once it may send requests beyond authentication.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Session {
+    /// The authenticated principal (`User:ANONYMOUS` on PLAINTEXT listeners).
+    pub principal: Principal,
+    /// True when the connection logged in with a delegation token.
+    pub token_authenticated: bool,
+    /// True when the connection authenticated at all (false on PLAINTEXT listeners).
+    pub authenticated: bool,
+}
+
+impl Session {
+    /// The session of every connection on a PLAINTEXT listener.
+    pub fn plaintext() -> Self {
+        Session {
+            principal: Principal::anonymous(),
+            token_authenticated: false,
+            authenticated: false,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn principals_split_at_the_first_colon() {
+        let p = Principal::parse("User:CN=a:b").unwrap();
+        assert_eq!((p.kind.as_str(), p.name.as_str()), ("User", "CN=a:b"));
+        assert_eq!(p.to_string(), "User:CN=a:b");
+        assert!(Principal::parse("alice").is_none());
+        assert!(Principal::parse(":alice").is_none());
+        assert!(Principal::parse("User:").is_none());
+        assert_ne!(Principal::user("Alice"), Principal::user("alice"));
+    }
+}

@@ -1,0 +1,15 @@
+//! kafka-token-broker: a Kafka-protocol server that is the authority for Kafka
+//! delegation tokens (KIP-48).
+//!
+//! Bytes flow one way: [`ktb_protocol`] frames and decodes, [`api`] applies the rules,
+//! [`store`] keeps what must survive, and [`server`] is the thin async shell around them.
+
+pub mod api;
+pub mod auth;
+pub mod config;
+pub mod datadir;
+pub mod fsutil;
+pub mod ids;
+pub mod properties;
+pub mod server;
+pub mod store;

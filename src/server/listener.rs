@@ -1,0 +1,51 @@
+//! The accept loop of one listener.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{Semaphore, mpsc, watch};
+use tracing::{debug, error};
+
+use super::{BoundListener, Broker, connection};
+
+/// Accepts connections until `stop` turns true. A permit from `permits` is taken
+/// *before* accepting, so at `max.connections` new clients wait in the listen backlog
+/// instead of being accepted and closed (T-WIRE-6).
+pub(super) async fn accept_loop(
+    broker: Arc<Broker>,
+    listener: BoundListener,
+    permits: Arc<Semaphore>,
+    mut stop: watch::Receiver<bool>,
+    done: mpsc::Sender<()>,
+) {
+    // Connections get their own copy of the advertised endpoint, so the listening socket
+    // closes as soon as this loop ends.
+    let advertised = Arc::new(listener.advertised.clone());
+    loop {
+        let permit = tokio::select! {
+            p = permits.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => return },
+            _ = stop.wait_for(|s| *s) => return,
+        };
+        let accepted = tokio::select! {
+            a = listener.tcp.accept() => a,
+            _ = stop.wait_for(|s| *s) => return,
+        };
+        match accepted {
+            Ok((stream, peer)) => {
+                debug!(%peer, listener = %listener.name, "connection accepted");
+                let _ = stream.set_nodelay(true);
+                let (broker, advertised, stop, done) = (broker.clone(), advertised.clone(), stop.clone(), done.clone());
+                tokio::spawn(async move {
+                    connection::serve(broker, &advertised, stream, peer, stop).await;
+                    drop(permit);
+                    drop(done);
+                });
+            }
+            Err(e) => {
+                // Usually out of file descriptors: wait instead of spinning.
+                error!(listener = %listener.name, "accept failed: {e}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+}

@@ -1,0 +1,257 @@
+//! Test helpers: a broker on loopback (in-process or as the `ktb` binary) and a
+//! minimal client that speaks through the same codec as the broker.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc as std_mpsc;
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use kafka_protocol::messages::{ApiKey, RequestKind, ResponseKind};
+use kafka_token_broker::config::Config;
+use kafka_token_broker::server::{Broker, Server};
+use ktb_protocol::client::{decode_response, encode_request};
+use ktb_protocol::frame::decode_frame;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+/// A broker running inside the test process on an ephemeral loopback port.
+pub struct TestBroker {
+    /// The first listener's address.
+    pub addr: SocketAddr,
+    /// Every listener's address, in configuration order.
+    pub addrs: Vec<SocketAddr>,
+    pub data_dir: tempfile::TempDir,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<Result<(), kafka_token_broker::store::StoreError>>>,
+}
+
+/// Properties every test broker gets: a PLAINTEXT loopback listener on an ephemeral port.
+pub fn base_overrides(data_dir: &Path) -> Vec<(String, String)> {
+    vec![
+        ("listeners".into(), "PLAINTEXT://127.0.0.1:0".into()),
+        ("ktb.data.dir".into(), data_dir.join("data").display().to_string()),
+    ]
+}
+
+impl TestBroker {
+    /// Starts a broker with the base properties plus `extra`.
+    pub async fn start(extra: &[(&str, &str)]) -> TestBroker {
+        let data_dir = tempfile::tempdir().unwrap();
+        let mut overrides = base_overrides(data_dir.path());
+        overrides.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+        let (config, _) = Config::load(None, [], &overrides).unwrap();
+        let server = Server::bind(Broker::open(config).unwrap()).await.unwrap();
+        let addrs = server.local_addrs();
+        let addr = addrs[0];
+        let (tx, rx) = oneshot::channel();
+        let task = tokio::spawn(server.run(async move {
+            let _ = rx.await;
+        }));
+        TestBroker {
+            addr,
+            addrs,
+            data_dir,
+            stop: Some(tx),
+            task: Some(task),
+        }
+    }
+
+    pub async fn connect(&self) -> TestClient {
+        TestClient::connect(self.addr).await
+    }
+
+    /// Signals shutdown, waits for the broker to finish and hands back its directory.
+    pub async fn shutdown(mut self) -> (Result<(), kafka_token_broker::store::StoreError>, tempfile::TempDir) {
+        let _ = self.stop.take().unwrap().send(());
+        (self.task.take().unwrap().await.unwrap(), self.data_dir)
+    }
+
+    pub fn cluster_id_on_disk(&self) -> String {
+        let text = std::fs::read_to_string(self.data_dir.path().join("data/meta.properties")).unwrap();
+        text.lines()
+            .find_map(|l| l.strip_prefix("cluster.id="))
+            .unwrap()
+            .to_owned()
+    }
+}
+
+/// A connection that sends requests and reads responses, one frame at a time.
+pub struct TestClient {
+    pub stream: TcpStream,
+    buf: BytesMut,
+    next_correlation: i32,
+}
+
+impl TestClient {
+    pub async fn connect(addr: SocketAddr) -> TestClient {
+        let stream = TcpStream::connect(addr).await.unwrap();
+        TestClient {
+            stream,
+            buf: BytesMut::new(),
+            next_correlation: 1,
+        }
+    }
+
+    /// Sends a request and returns its correlation id.
+    pub async fn send(&mut self, key: ApiKey, version: i16, body: RequestKind) -> i32 {
+        let id = self.next_correlation;
+        self.next_correlation += 1;
+        let frame = encode_request(key, version, id, "ktb-test", &body).unwrap();
+        self.stream.write_all(&frame).await.unwrap();
+        id
+    }
+
+    pub async fn send_raw(&mut self, bytes: &[u8]) {
+        self.stream.write_all(bytes).await.unwrap();
+    }
+
+    /// Reads one frame (without the size), or `None` if the broker closed the connection.
+    pub async fn read_frame(&mut self) -> Option<Bytes> {
+        loop {
+            if let Some(f) = decode_frame(&mut self.buf, i32::MAX).unwrap() {
+                return Some(f);
+            }
+            let n = tokio::time::timeout(Duration::from_secs(10), self.stream.read_buf(&mut self.buf))
+                .await
+                .expect("broker answered within 10 s")
+                .unwrap_or(0);
+            if n == 0 {
+                return None;
+            }
+        }
+    }
+
+    /// Reads a response and checks its correlation id.
+    pub async fn recv(&mut self, key: ApiKey, version: i16, correlation_id: i32) -> ResponseKind {
+        let frame = self.read_frame().await.expect("a response, not a closed connection");
+        let (got, body) = decode_response(key, version, frame).unwrap();
+        assert_eq!(got, correlation_id, "T-WIRE-8: correlation id echoed");
+        body
+    }
+
+    pub async fn call(&mut self, key: ApiKey, version: i16, body: RequestKind) -> ResponseKind {
+        let id = self.send(key, version, body).await;
+        self.recv(key, version, id).await
+    }
+
+    /// True when the broker closes the connection without sending anything more.
+    pub async fn closed_without_response(&mut self) -> bool {
+        self.read_frame().await.is_none()
+    }
+}
+
+/// The `ktb` binary started as a child process, with its log read for the bound address.
+pub struct KtbProcess {
+    pub child: Child,
+    pub addr: Option<SocketAddr>,
+    pub log: std_mpsc::Receiver<String>,
+    /// Every log line read so far.
+    seen: std::cell::RefCell<Vec<String>>,
+}
+
+pub fn ktb_bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_ktb"))
+}
+
+impl KtbProcess {
+    /// Starts `ktb serve ARGS` in `cwd` with `env` (and nothing else from this process's
+    /// KTB_* environment), waiting until it listens or exits.
+    pub fn start(cwd: &Path, args: &[&str], env: &[(&str, &str)]) -> KtbProcess {
+        let mut cmd = Command::new(ktb_bin());
+        cmd.arg("serve")
+            .args(args)
+            .current_dir(cwd)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        for (k, _) in std::env::vars().filter(|(k, _)| k.starts_with("KTB_")) {
+            cmd.env_remove(k);
+        }
+        cmd.env("KTB_LOG", "info");
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().unwrap();
+        let stderr = child.stderr.take().unwrap();
+        let (tx, rx) = std_mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut p = KtbProcess {
+            child,
+            addr: None,
+            log: rx,
+            seen: Default::default(),
+        };
+        p.addr = p.wait_for_log("listening on ").and_then(|l| parse_listen_addr(&l));
+        p
+    }
+
+    /// Waits up to 20 s for a log line containing `needle`; `None` if the process ended.
+    pub fn wait_for_log(&self, needle: &str) -> Option<String> {
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        while let Some(left) = deadline.checked_duration_since(std::time::Instant::now()) {
+            match self.log.recv_timeout(left) {
+                Ok(line) => {
+                    self.seen.borrow_mut().push(line.clone());
+                    if line.contains(needle) {
+                        return Some(line);
+                    }
+                }
+                Err(_) => return None,
+            }
+        }
+        None
+    }
+
+    /// Sends a signal with the `kill` command.
+    pub fn signal(&self, sig: &str) {
+        let ok = Command::new("kill")
+            .arg(format!("-{sig}"))
+            .arg(self.child.id().to_string())
+            .status()
+            .unwrap();
+        assert!(ok.success());
+    }
+
+    /// Waits up to 20 s for the process to exit and returns its exit code.
+    pub fn wait_exit(&mut self) -> Option<i32> {
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        while std::time::Instant::now() < deadline {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status.code();
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+
+    /// Every log line the process has written so far.
+    pub fn log_lines(&self) -> Vec<String> {
+        let mut seen = self.seen.borrow_mut();
+        seen.extend(self.log.try_iter());
+        seen.clone()
+    }
+}
+
+impl Drop for KtbProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn parse_listen_addr(line: &str) -> Option<SocketAddr> {
+    let rest = line.split("://").nth(1)?;
+    rest.split_whitespace().next()?.parse().ok()
+}
