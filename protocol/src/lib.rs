@@ -2,7 +2,8 @@
 //!
 //! This crate turns bytes into decoded requests and responses into bytes. It owns the
 //! framing rules, the request-header rules, the one table of APIs the broker serves and
-//! the Kafka error codes it can answer with. It knows nothing of sockets, tasks or disks,
+//! the Kafka error codes it can answer with, and the SASL mechanisms (SCRAM and PLAIN)
+//! as pure state machines. It knows nothing of sockets, tasks or disks,
 //! so the server, the `ktb` command line and the tests all share the same codec.
 
 pub mod apis;
@@ -10,7 +11,9 @@ pub mod client;
 pub mod error_code;
 pub mod frame;
 mod guard;
+pub mod plain;
 pub mod request;
 pub mod response;
+pub mod scram;
 
 pub use kafka_protocol;
