@@ -45,24 +45,16 @@ struct PropDef {
 }
 
 const fn prop(name: &'static str, default: Option<&'static str>) -> PropDef {
-    PropDef {
-        name,
-        default,
-        secret: false,
-    }
+    PropDef { name, default, secret: false }
 }
 
 const fn secret(name: &'static str) -> PropDef {
-    PropDef {
-        name,
-        default: None,
-        secret: true,
-    }
+    PropDef { name, default: None, secret: true }
 }
 
 /// Every property the broker reads, with its default.
 const PROPERTIES: &[PropDef] = &[
-    prop("listeners", Some("PLAINTEXT://127.0.0.1:9092")),
+    prop("listeners", Some("SASL_PLAINTEXT://127.0.0.1:9092")),
     prop("advertised.listeners", None),
     prop("listener.security.protocol.map", None),
     prop("node.id", Some("1")),
@@ -267,9 +259,7 @@ impl Mechanism {
     }
 
     fn parse(s: &str) -> Option<Self> {
-        [Self::ScramSha256, Self::ScramSha512, Self::Plain]
-            .into_iter()
-            .find(|m| m.name() == s)
+        [Self::ScramSha256, Self::ScramSha512, Self::Plain].into_iter().find(|m| m.name() == s)
     }
 }
 
@@ -390,10 +380,7 @@ impl Config {
             node_id: int(r, "node.id", 0, i32::MAX as i64)? as i32,
             sasl_mechanisms: parse_mechanisms(r)?,
             super_users: parse_super_users(r, &bootstrap_user)?,
-            token_secret: match (
-                r.get("delegation.token.secret.key"),
-                r.get("delegation.token.master.key"),
-            ) {
+            token_secret: match (r.get("delegation.token.secret.key"), r.get("delegation.token.master.key")) {
                 (Some(s), _) | (None, Some(s)) if s.is_empty() => SecretSetting::Disabled,
                 (Some(s), _) | (None, Some(s)) => SecretSetting::Configured(s.to_owned()),
                 (None, None) => SecretSetting::Generated,
@@ -443,11 +430,7 @@ impl Config {
 }
 
 fn list(s: &str, sep: char) -> Vec<String> {
-    s.split(sep)
-        .map(str::trim)
-        .filter(|e| !e.is_empty())
-        .map(str::to_owned)
-        .collect()
+    s.split(sep).map(str::trim).filter(|e| !e.is_empty()).map(str::to_owned).collect()
 }
 
 fn int(r: &Resolved, name: &str, min: i64, max: i64) -> Result<i64, ConfigError> {
@@ -509,63 +492,38 @@ fn parse_endpoint(prop: &str, entry: &str) -> Result<(String, HostPort), ConfigE
     if name.is_empty() {
         return Err(bad());
     }
-    Ok((
-        name.to_owned(),
-        HostPort {
-            host: host.to_owned(),
-            port,
-        },
-    ))
+    Ok((name.to_owned(), HostPort { host: host.to_owned(), port }))
 }
 
 fn parse_listeners(r: &Resolved) -> Result<Vec<ListenerConfig>, ConfigError> {
     let map_prop = "listener.security.protocol.map";
     let mut map: BTreeMap<String, SecurityProtocol> = BTreeMap::new();
     for entry in list(r.get(map_prop).unwrap_or_default(), ',') {
-        let (name, proto) = entry
-            .split_once(':')
-            .ok_or_else(|| invalid(map_prop, &entry, "each entry must be NAME:PROTOCOL"))?;
-        let proto = SecurityProtocol::parse(proto.trim()).ok_or_else(|| {
-            invalid(
-                map_prop,
-                &entry,
-                "protocol must be PLAINTEXT, SASL_PLAINTEXT or SASL_SSL",
-            )
-        })?;
+        let (name, proto) =
+            entry.split_once(':').ok_or_else(|| invalid(map_prop, &entry, "each entry must be NAME:PROTOCOL"))?;
+        let proto = SecurityProtocol::parse(proto.trim())
+            .ok_or_else(|| invalid(map_prop, &entry, "protocol must be PLAINTEXT, SASL_PLAINTEXT or SASL_SSL"))?;
         map.insert(name.trim().to_owned(), proto);
     }
 
     let mut listeners: Vec<ListenerConfig> = Vec::new();
     for entry in list(r.get("listeners").unwrap_or_default(), ',') {
         let (name, bind) = parse_endpoint("listeners", &entry)?;
-        let protocol = map
-            .get(&name)
-            .copied()
-            .or_else(|| SecurityProtocol::parse(&name))
-            .ok_or_else(|| {
-                invalid(
-                    "listeners",
-                    &entry,
-                    "the listener name must be PLAINTEXT, SASL_PLAINTEXT or SASL_SSL, or be mapped in \
+        let protocol = map.get(&name).copied().or_else(|| SecurityProtocol::parse(&name)).ok_or_else(|| {
+            invalid(
+                "listeners",
+                &entry,
+                "the listener name must be PLAINTEXT, SASL_PLAINTEXT or SASL_SSL, or be mapped in \
                  listener.security.protocol.map (SSL without SASL is not offered)",
-                )
-            })?;
+            )
+        })?;
         if listeners.iter().any(|l| l.name == name) {
             return Err(invalid("listeners", &entry, "each listener name may appear once"));
         }
-        listeners.push(ListenerConfig {
-            name,
-            protocol,
-            bind,
-            advertised: None,
-        });
+        listeners.push(ListenerConfig { name, protocol, bind, advertised: None });
     }
     if listeners.is_empty() {
-        return Err(invalid(
-            "listeners",
-            r.get("listeners").unwrap_or_default(),
-            "at least one listener is needed",
-        ));
+        return Err(invalid("listeners", r.get("listeners").unwrap_or_default(), "at least one listener is needed"));
     }
 
     let adv_prop = "advertised.listeners";
@@ -609,16 +567,10 @@ mod tests {
     /// T-CFG-2: the environment variable name for each property.
     #[test]
     fn t_cfg_2_env_names() {
-        assert_eq!(
-            env_name("delegation.token.max.lifetime.ms"),
-            "KTB_DELEGATION_TOKEN_MAX_LIFETIME_MS"
-        );
+        assert_eq!(env_name("delegation.token.max.lifetime.ms"), "KTB_DELEGATION_TOKEN_MAX_LIFETIME_MS");
         assert_eq!(env_name("ktb.data.dir"), "KTB_DATA_DIR");
         assert_eq!(env_name("listeners"), "KTB_LISTENERS");
-        assert_eq!(
-            env_name("ktb.sasl.scram.implicit.token.login"),
-            "KTB_SASL_SCRAM_IMPLICIT_TOKEN_LOGIN"
-        );
+        assert_eq!(env_name("ktb.sasl.scram.implicit.token.login"), "KTB_SASL_SCRAM_IMPLICIT_TOKEN_LOGIN");
     }
 
     /// T-CFG-2: flag > env > file > default; unknown KTB_* variables and the reserved CLI
@@ -630,22 +582,14 @@ mod tests {
         assert_eq!((c.node_id, c.connections_max_idle_ms, c.max_connections), (5, 1000, 7));
         assert_eq!(c.socket_request_max_bytes, 104_857_600, "default kept");
 
-        let env = [
-            ("KTB_NODE_ID", "6"),
-            ("KTB_CONNECTIONS_MAX_IDLE_MS", "2000"),
-            ("KTB_NOT_A_PROPERTY", "x"),
-        ];
+        let env = [("KTB_NODE_ID", "6"), ("KTB_CONNECTIONS_MAX_IDLE_MS", "2000"), ("KTB_NOT_A_PROPERTY", "x")];
         let c = load(Some(file), &env, &[]).unwrap();
         assert_eq!((c.node_id, c.connections_max_idle_ms, c.max_connections), (6, 2000, 7));
 
         let c = load(Some(file), &env, &[("node.id", "8")]).unwrap();
         assert_eq!((c.node_id, c.connections_max_idle_ms), (8, 2000));
 
-        let reserved = [
-            ("KTB_BOOTSTRAP_SERVER", "h:1"),
-            ("KTB_CONFIG", "/nope"),
-            ("KTB_ADMIN_PASSWORD", "pw"),
-        ];
+        let reserved = [("KTB_BOOTSTRAP_SERVER", "h:1"), ("KTB_CONFIG", "/nope"), ("KTB_ADMIN_PASSWORD", "pw")];
         assert!(load(None, &reserved, &[]).is_ok());
     }
 
@@ -654,9 +598,7 @@ mod tests {
     #[test]
     fn t_cfg_1_unknown_and_invalid_properties() {
         let tmp = tempfile::NamedTempFile::new().unwrap();
-        tmp.as_file()
-            .write_all(b"log.dirs=/tmp/x\nnum.network.threads=3\n")
-            .unwrap();
+        tmp.as_file().write_all(b"log.dirs=/tmp/x\nnum.network.threads=3\n").unwrap();
         let (_, resolved) = Config::load(Some(tmp.path()), [], &[]).unwrap();
         assert_eq!(resolved.warnings.len(), 2);
         assert!(resolved.warnings[0].contains("log.dirs"));
@@ -665,20 +607,12 @@ mod tests {
         assert!(e.contains("ktb.data.dri"), "{e}");
 
         let e = load(Some("node.id=-1\n"), &[], &[]).unwrap_err().0;
-        assert!(
-            e.contains("node.id") && e.contains("-1") && e.contains("0..=2147483647"),
-            "{e}"
-        );
+        assert!(e.contains("node.id") && e.contains("-1") && e.contains("0..=2147483647"), "{e}");
 
         let e = load(None, &[("KTB_SOCKET_REQUEST_MAX_BYTES", "0")], &[]).unwrap_err().0;
-        assert!(
-            e.contains("socket.request.max.bytes") && e.contains("1..=2147483647"),
-            "{e}"
-        );
+        assert!(e.contains("socket.request.max.bytes") && e.contains("1..=2147483647"), "{e}");
 
-        let e = load(None, &[], &[("delegation.token.hmac.algorithm", "HmacMD5")])
-            .unwrap_err()
-            .0;
+        let e = load(None, &[], &[("delegation.token.hmac.algorithm", "HmacMD5")]).unwrap_err().0;
         assert!(e.contains("HmacSHA1"), "{e}");
         let e = load(None, &[], &[("sasl.enabled.mechanisms", "GSSAPI")]).unwrap_err().0;
         assert!(e.contains("sasl.enabled.mechanisms"), "{e}");
@@ -725,14 +659,7 @@ mod tests {
     fn secret_settings() {
         let c = load(None, &[], &[("delegation.token.master.key", "old")]).unwrap();
         assert_eq!(c.token_secret, SecretSetting::Configured("old".into()));
-        let c = load(
-            None,
-            &[],
-            &[
-                ("delegation.token.master.key", "old"),
-                ("delegation.token.secret.key", "new"),
-            ],
-        );
+        let c = load(None, &[], &[("delegation.token.master.key", "old"), ("delegation.token.secret.key", "new")]);
         assert_eq!(c.unwrap().token_secret, SecretSetting::Configured("new".into()));
         let c = load(None, &[], &[("delegation.token.secret.key", "")]).unwrap();
         assert_eq!(c.token_secret, SecretSetting::Disabled);
@@ -746,10 +673,7 @@ mod tests {
             None,
             &[],
             &[
-                (
-                    "listeners",
-                    "INTERNAL://:9093,PLAINTEXT://127.0.0.1:0,SASL_PLAINTEXT://[::1]:9094",
-                ),
+                ("listeners", "INTERNAL://:9093,PLAINTEXT://127.0.0.1:0,SASL_PLAINTEXT://[::1]:9094"),
                 ("listener.security.protocol.map", "INTERNAL:SASL_PLAINTEXT"),
                 ("advertised.listeners", "INTERNAL://broker.example:19093"),
             ],
@@ -757,34 +681,16 @@ mod tests {
         .unwrap();
         assert_eq!(c.listeners.len(), 3);
         assert_eq!(c.listeners[0].protocol, SecurityProtocol::SaslPlaintext);
-        assert_eq!(
-            c.listeners[0].bind,
-            HostPort {
-                host: "".into(),
-                port: 9093
-            }
-        );
-        assert_eq!(
-            c.listeners[0].advertised,
-            Some(HostPort {
-                host: "broker.example".into(),
-                port: 19093
-            })
-        );
+        assert_eq!(c.listeners[0].bind, HostPort { host: "".into(), port: 9093 });
+        assert_eq!(c.listeners[0].advertised, Some(HostPort { host: "broker.example".into(), port: 19093 }));
         assert_eq!(c.listeners[2].bind.host, "::1");
         assert_eq!(c.listeners[1].advertised, None);
 
         let e = load(None, &[], &[("listeners", "SSL://:9093")]).unwrap_err().0;
         assert!(e.contains("SSL without SASL"), "{e}");
-        let e = load(None, &[], &[("listeners", "PLAINTEXT://0.0.0.0:9092")])
-            .unwrap_err()
-            .0;
+        let e = load(None, &[], &[("listeners", "PLAINTEXT://0.0.0.0:9092")]).unwrap_err().0;
         assert!(e.contains("0.0.0.0"), "{e}");
-        let e = load(
-            None,
-            &[],
-            &[("listeners", "PLAINTEXT://:1"), ("advertised.listeners", "OTHER://h:1")],
-        );
+        let e = load(None, &[], &[("listeners", "PLAINTEXT://:1"), ("advertised.listeners", "OTHER://h:1")]);
         assert!(e.unwrap_err().0.contains("one of the listeners"));
         let e = load(None, &[], &[("listeners", "PLAINTEXT://h:99999")]).unwrap_err().0;
         assert!(e.contains("NAME://host:port"), "{e}");

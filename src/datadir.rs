@@ -29,6 +29,22 @@ impl DataDir {
     /// Creates (mode 0700) or opens the directory, takes its lock and reads or writes
     /// `meta.properties`, checking that the stored node id is `node_id`.
     pub fn open(path: &Path, node_id: i32) -> Result<DataDir, DataDirError> {
+        Self::open_with(path, Some(node_id))
+    }
+
+    /// Opens the directory of a broker that has started before, whatever its node id
+    /// (for offline tools such as `ktb user add --data-dir`).
+    pub fn open_existing(path: &Path) -> Result<DataDir, DataDirError> {
+        if !path.join("meta.properties").exists() {
+            return Err(DataDirError(format!(
+                "{} is not a ktb data directory (no meta.properties); start the broker once to create it",
+                path.display()
+            )));
+        }
+        Self::open_with(path, None)
+    }
+
+    fn open_with(path: &Path, node_id: Option<i32>) -> Result<DataDir, DataDirError> {
         let shown = path.display();
         let io = |what: &str, e: std::io::Error| DataDirError(format!("data dir {shown}: cannot {what}: {e}"));
         if !path.exists() {
@@ -59,11 +75,7 @@ impl DataDir {
         let _ = lock.set_len(0).and_then(|_| writeln!(lock, "{}", std::process::id()));
 
         let cluster_id = read_or_create_meta(&path.join("meta.properties"), node_id)?;
-        Ok(DataDir {
-            path: path.to_owned(),
-            _lock: lock,
-            cluster_id,
-        })
+        Ok(DataDir { path: path.to_owned(), _lock: lock, cluster_id })
     }
 
     /// The directory itself.
@@ -90,7 +102,7 @@ pub fn check_private(path: &Path, mode: u32, fix: &str) -> Result<(), DataDirErr
     Ok(())
 }
 
-fn read_or_create_meta(path: &Path, node_id: i32) -> Result<String, DataDirError> {
+fn read_or_create_meta(path: &Path, node_id: Option<i32>) -> Result<String, DataDirError> {
     let shown = path.display();
     match fs::read_to_string(path) {
         Ok(text) => {
@@ -105,7 +117,7 @@ fn read_or_create_meta(path: &Path, node_id: i32) -> Result<String, DataDirError
             let stored: i32 = get("node.id")
                 .and_then(|v| v.parse().ok())
                 .ok_or_else(|| DataDirError(format!("{shown}: node.id is missing or not a number")))?;
-            if stored != node_id {
+            if let Some(node_id) = node_id.filter(|n| *n != stored) {
                 return Err(DataDirError(format!(
                     "{shown} belongs to node.id={stored}, but node.id={node_id} is configured; set node.id={stored} \
                      or use another ktb.data.dir"
@@ -117,6 +129,7 @@ fn read_or_create_meta(path: &Path, node_id: i32) -> Result<String, DataDirError
             }
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let node_id = node_id.unwrap_or(1);
             let cluster_id = ids::random_kafka_id().map_err(|e| DataDirError(format!("no randomness: {e}")))?;
             let text = format!("version={META_VERSION}\ncluster.id={cluster_id}\nnode.id={node_id}\n");
             atomic_write(path, text.as_bytes(), 0o600)

@@ -4,8 +4,12 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use kafka_token_broker::auth::users::{Alteration, Users};
 use kafka_token_broker::config::Config;
-use kafka_token_broker::server::{Broker, Server};
+use kafka_token_broker::datadir::DataDir;
+use kafka_token_broker::server::{BOOTSTRAP_ITERATIONS, Broker, Server, StartOptions, new_user_credentials};
+use kafka_token_broker::store::SledStore;
+use ktb_protocol::scram::{MAX_ITERATIONS, MIN_ITERATIONS};
 use tracing::{error, info, warn};
 
 /// kafka-token-broker: a Kafka delegation-token authority that speaks the Kafka protocol.
@@ -20,7 +24,9 @@ struct Cli {
 enum Command {
     /// Run the broker.
     ///
-    /// With no arguments it listens on 127.0.0.1:9092 and keeps its data in ./ktb-data.
+    /// With no arguments it listens on SASL_PLAINTEXT://127.0.0.1:9092, keeps its data in
+    /// ./ktb-data and, on the first start, creates the SCRAM user "admin" (password from
+    /// KTB_ADMIN_PASSWORD, or generated and printed once on stderr).
     /// Settings use Kafka's property names and come from, highest first: --override
     /// flags, KTB_* environment variables (KTB_ + the name upper-cased with dots as
     /// underscores, a leading "ktb." dropped), the --config file, the defaults.
@@ -43,12 +49,45 @@ enum Command {
         #[arg(long)]
         print_config: bool,
     },
+    /// Manage SCRAM users.
+    #[command(subcommand)]
+    User(UserCommand),
+}
+
+#[derive(Subcommand)]
+enum UserCommand {
+    /// Add a SCRAM user, or replace its password, directly in a stopped broker's data
+    /// directory: the recovery path when no super user's password is known.
+    ///
+    /// It fails with exit code 2 while a broker holds the data directory.
+    ///
+    /// Examples:
+    ///   ktb user add admin --data-dir ./ktb-data --generate-password
+    ///   printf '%s\n' "$PW" | ktb user add alice --data-dir ./ktb-data --password-stdin
+    #[command(verbatim_doc_comment)]
+    Add {
+        /// The user name (ASCII: SCRAM cannot carry other names).
+        name: String,
+        /// The broker's data directory (ktb.data.dir).
+        #[arg(long, value_name = "DIR")]
+        data_dir: PathBuf,
+        /// Which credentials to write.
+        #[arg(long, default_value = "both", value_parser = ["both", "SCRAM-SHA-256", "SCRAM-SHA-512"])]
+        mechanism: String,
+        /// PBKDF2 iterations (4096 to 16384).
+        #[arg(long, default_value_t = BOOTSTRAP_ITERATIONS)]
+        iterations: u32,
+        /// Read the password from the first line of standard input.
+        #[arg(long, conflicts_with = "generate_password")]
+        password_stdin: bool,
+        /// Generate a password and print it on standard output.
+        #[arg(long)]
+        generate_password: bool,
+    },
 }
 
 fn parse_override(s: &str) -> Result<(String, String), String> {
-    let (k, v) = s
-        .split_once('=')
-        .ok_or_else(|| format!("expected KEY=VALUE, got {s:?}"))?;
+    let (k, v) = s.split_once('=').ok_or_else(|| format!("expected KEY=VALUE, got {s:?}"))?;
     Ok((k.trim().to_owned(), v.to_owned()))
 }
 
@@ -63,11 +102,21 @@ fn main() -> ExitCode {
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("KTB_LOG").unwrap_or_else(|_| "info".into()))
         .init();
     match cli.command {
-        Command::Serve {
-            config,
-            overrides,
-            print_config,
-        } => serve(config, overrides, print_config),
+        Command::Serve { config, overrides, print_config } => serve(config, overrides, print_config),
+        Command::User(UserCommand::Add {
+            name,
+            data_dir,
+            mechanism,
+            iterations,
+            password_stdin,
+            generate_password,
+        }) => match user_add(&name, &data_dir, &mechanism, iterations, password_stdin, generate_password) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("error: {e}");
+                ExitCode::from(EXIT_STARTUP)
+            }
+        },
     }
 }
 
@@ -94,8 +143,15 @@ fn serve(file: Option<PathBuf>, overrides: Vec<(String, String)>, print_config: 
         }
     };
     runtime.block_on(async move {
-        let broker = match Broker::open(config) {
-            Ok(b) => b,
+        let options =
+            StartOptions { admin_password: std::env::var("KTB_ADMIN_PASSWORD").ok(), ..StartOptions::default() };
+        let broker = match Broker::open(config, options) {
+            Ok(mut b) => {
+                if let Some(password) = b.generated_admin_password.take() {
+                    print_password_banner(&b.config.bootstrap_user, &password);
+                }
+                b
+            }
             Err(e) => {
                 error!("cannot start: {e}");
                 return ExitCode::from(EXIT_STARTUP);
@@ -116,6 +172,76 @@ fn serve(file: Option<PathBuf>, overrides: Vec<(String, String)>, print_config: 
             }
         }
     })
+}
+
+/// Shows a generated bootstrap password once, on stderr and never in the log (T-ZERO-4).
+fn print_password_banner(user: &str, password: &str) {
+    let line = "=".repeat(72);
+    eprintln!(
+        "{line}\n  ktb created the SCRAM user {user:?} (super user) with this password:\n\n      {password}\n\n  \
+         It is shown only this once. Save it now; set KTB_ADMIN_PASSWORD before the\n  first start to choose it \
+         instead, or reset it offline with\n  `ktb user add {user} --data-dir DIR --generate-password`.\n{line}"
+    );
+}
+
+/// `ktb user add --data-dir`: writes credentials straight into a stopped broker's store.
+fn user_add(
+    name: &str,
+    data_dir: &std::path::Path,
+    mechanism: &str,
+    iterations: u32,
+    password_stdin: bool,
+    generate: bool,
+) -> Result<(), String> {
+    if name.is_empty() || !name.bytes().all(|b| (0x20..0x7f).contains(&b)) {
+        return Err(format!(
+            "user name {name:?} cannot log in with SCRAM: use printable ASCII characters only (T-USER-10)"
+        ));
+    }
+    if !(MIN_ITERATIONS..=MAX_ITERATIONS).contains(&iterations) {
+        return Err(format!("--iterations {iterations} is outside {MIN_ITERATIONS}..={MAX_ITERATIONS}"));
+    }
+    let dir = DataDir::open_existing(data_dir).map_err(|e| e.0)?;
+    let password = if generate {
+        use base64::Engine;
+        let mut raw = [0u8; 24];
+        getrandom::fill(&mut raw).map_err(|e| format!("no randomness: {e}"))?;
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(raw)
+    } else if password_stdin {
+        let mut line = String::new();
+        std::io::stdin().read_line(&mut line).map_err(|e| format!("cannot read the password from stdin: {e}"))?;
+        line.trim_end_matches(['\r', '\n']).to_owned()
+    } else if std::io::IsTerminal::is_terminal(&std::io::stdin()) {
+        let first = rpassword::prompt_password(format!("Password for {name}: ")).map_err(|e| e.to_string())?;
+        let again = rpassword::prompt_password("Repeat it: ").map_err(|e| e.to_string())?;
+        if first != again {
+            return Err("the passwords differ; nothing was changed".into());
+        }
+        first
+    } else {
+        return Err("no password: pass --password-stdin or --generate-password".into());
+    };
+    if password.is_empty() {
+        return Err("the password is empty; nothing was changed".into());
+    }
+    let store = SledStore::open(&dir.store_path()).map_err(|e| e.to_string())?;
+    let users = Users::new(std::sync::Arc::new(store));
+    let changes: Vec<(String, Alteration)> = new_user_credentials(&password, iterations)
+        .map_err(|e| e.0)?
+        .into_iter()
+        .filter(|a| match a {
+            Alteration::Upsert(m, _) => mechanism == "both" || mechanism == m.name(),
+            Alteration::Delete(_) => false,
+        })
+        .map(|a| (name.to_owned(), a))
+        .collect();
+    users.alter(&changes).map_err(|e| e.to_string())?;
+    if generate {
+        println!("{password}");
+    }
+    let mechs = if mechanism == "both" { "SCRAM-SHA-256 and SCRAM-SHA-512" } else { mechanism };
+    eprintln!("user {name}: {mechs} credentials written to {} ({iterations} iterations)", data_dir.display());
+    Ok(())
 }
 
 /// Completes on SIGINT or SIGTERM.

@@ -58,10 +58,7 @@ fn split_entry(line: &str) -> (&str, &str) {
             b' ' | b'\t' | b'\x0c' => {
                 // White space ends the key; one `=` or `:` may follow it.
                 let rest = line[i..].trim_start();
-                let rest = rest
-                    .strip_prefix('=')
-                    .or_else(|| rest.strip_prefix(':'))
-                    .unwrap_or(rest);
+                let rest = rest.strip_prefix('=').or_else(|| rest.strip_prefix(':')).unwrap_or(rest);
                 return (&line[..i], rest.trim_start());
             }
             _ => i += 1,
@@ -114,17 +111,7 @@ mod tests {
     #[test]
     fn separators_comments_and_trimming() {
         let text = "# comment\n! also\n\n  a=1\nb : 2\nc 3\nd\ne = \nf=x=y\n";
-        assert_eq!(
-            pairs(text),
-            vec![
-                p("a", "1"),
-                p("b", "2"),
-                p("c", "3"),
-                p("d", ""),
-                p("e", ""),
-                p("f", "x=y")
-            ]
-        );
+        assert_eq!(pairs(text), vec![p("a", "1"), p("b", "2"), p("c", "3"), p("d", ""), p("e", ""), p("f", "x=y")]);
     }
 
     #[test]
@@ -132,11 +119,7 @@ mod tests {
         let text = "listeners=PLAINTEXT://a:1,\\\n    SASL_PLAINTEXT://b:2\nx=\\\\\ny=z\n";
         assert_eq!(
             pairs(text),
-            vec![
-                p("listeners", "PLAINTEXT://a:1,SASL_PLAINTEXT://b:2"),
-                p("x", "\\"),
-                p("y", "z")
-            ]
+            vec![p("listeners", "PLAINTEXT://a:1,SASL_PLAINTEXT://b:2"), p("x", "\\"), p("y", "z")]
         );
     }
 

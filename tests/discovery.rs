@@ -46,10 +46,7 @@ async fn t_meta_1_t_meta_2_every_version_describes_this_node() {
         let r = metadata(c.call(ApiKey::Metadata, version, req.into()).await);
         assert_eq!(r.brokers.len(), 1, "v{version}");
         let b = &r.brokers[0];
-        assert_eq!(
-            (b.node_id, b.host.as_str(), b.port),
-            (BrokerId(7), "127.0.0.1", broker.addr.port() as i32)
-        );
+        assert_eq!((b.node_id, b.host.as_str(), b.port), (BrokerId(7), "127.0.0.1", broker.addr.port() as i32));
         assert_eq!(b.rack, None);
         assert!(r.topics.is_empty(), "v{version}: all topics means none here");
         assert_eq!(r.throttle_time_ms, 0);
@@ -67,14 +64,7 @@ async fn t_meta_1_t_meta_2_every_version_describes_this_node() {
 async fn t_meta_2_empty_list_means_none() {
     let broker = TestBroker::start(&[]).await;
     let mut c = broker.connect().await;
-    let r = metadata(
-        c.call(
-            ApiKey::Metadata,
-            4,
-            MetadataRequest::default().with_topics(Some(vec![])).into(),
-        )
-        .await,
-    );
+    let r = metadata(c.call(ApiKey::Metadata, 4, MetadataRequest::default().with_topics(Some(vec![])).into()).await);
     assert!(r.topics.is_empty());
 }
 
@@ -101,10 +91,7 @@ async fn t_meta_2_named_topics_are_unknown() {
         }
     }
     // Asking again still finds nothing: no topic was auto-created.
-    let r = metadata(
-        c.call(ApiKey::Metadata, 1, MetadataRequest::default().with_topics(None).into())
-            .await,
-    );
+    let r = metadata(c.call(ApiKey::Metadata, 1, MetadataRequest::default().with_topics(None).into()).await);
     assert!(r.topics.is_empty());
 }
 
@@ -114,9 +101,8 @@ async fn t_meta_2_topic_by_id_is_unknown_topic_id() {
     let broker = TestBroker::start(&[]).await;
     let mut c = broker.connect().await;
     let id = uuid::Uuid::from_u128(0x1234_5678_9abc_def0_1234_5678_9abc_def0);
-    let req = MetadataRequest::default().with_topics(Some(vec![
-        MetadataRequestTopic::default().with_topic_id(id).with_name(None),
-    ]));
+    let req = MetadataRequest::default()
+        .with_topics(Some(vec![MetadataRequestTopic::default().with_topic_id(id).with_name(None)]));
     let r = metadata(c.call(ApiKey::Metadata, 12, req.into()).await);
     assert_eq!(r.topics.len(), 1);
     assert_eq!(r.topics[0].error_code, error_code::UNKNOWN_TOPIC_ID);
@@ -132,41 +118,21 @@ async fn t_meta_3_cluster_authorized_operations() {
     let broker = TestBroker::start(&[]).await;
     let mut c = broker.connect().await;
     for version in 8..=10 {
-        let r = metadata(
-            c.call(
-                ApiKey::Metadata,
-                version,
-                MetadataRequest::default().with_topics(None).into(),
-            )
-            .await,
-        );
+        let r = metadata(c.call(ApiKey::Metadata, version, MetadataRequest::default().with_topics(None).into()).await);
         assert_eq!(r.cluster_authorized_operations, i32::MIN);
-        let req = MetadataRequest::default()
-            .with_topics(None)
-            .with_include_cluster_authorized_operations(true);
+        let req = MetadataRequest::default().with_topics(None).with_include_cluster_authorized_operations(true);
         let r = metadata(c.call(ApiKey::Metadata, version, req.into()).await);
         assert_eq!(r.cluster_authorized_operations, 0, "v{version}");
     }
     let req = DescribeClusterRequest::default().with_include_cluster_authorized_operations(true);
-    assert_eq!(
-        describe_cluster(c.call(ApiKey::DescribeCluster, 0, req.into()).await).cluster_authorized_operations,
-        0
-    );
-    let r = describe_cluster(
-        c.call(ApiKey::DescribeCluster, 0, DescribeClusterRequest::default().into())
-            .await,
-    );
+    assert_eq!(describe_cluster(c.call(ApiKey::DescribeCluster, 0, req.into()).await).cluster_authorized_operations, 0);
+    let r = describe_cluster(c.call(ApiKey::DescribeCluster, 0, DescribeClusterRequest::default().into()).await);
     assert_eq!(r.cluster_authorized_operations, i32::MIN);
 
     let broker = TestBroker::start(&[("super.users", "User:ANONYMOUS")]).await;
     let mut c = broker.connect().await;
-    let req = MetadataRequest::default()
-        .with_topics(None)
-        .with_include_cluster_authorized_operations(true);
-    assert_eq!(
-        metadata(c.call(ApiKey::Metadata, 9, req.into()).await).cluster_authorized_operations,
-        8096
-    );
+    let req = MetadataRequest::default().with_topics(None).with_include_cluster_authorized_operations(true);
+    assert_eq!(metadata(c.call(ApiKey::Metadata, 9, req.into()).await).cluster_authorized_operations, 8096);
     let req = DescribeClusterRequest::default().with_include_cluster_authorized_operations(true);
     assert_eq!(
         describe_cluster(c.call(ApiKey::DescribeCluster, 1, req.into()).await).cluster_authorized_operations,
@@ -182,59 +148,34 @@ async fn t_meta_4_describe_cluster() {
     let cluster_id = broker.cluster_id_on_disk();
     let mut c = broker.connect().await;
     for version in [0, 1] {
-        let r = describe_cluster(
-            c.call(
-                ApiKey::DescribeCluster,
-                version,
-                DescribeClusterRequest::default().into(),
-            )
-            .await,
-        );
+        let r =
+            describe_cluster(c.call(ApiKey::DescribeCluster, version, DescribeClusterRequest::default().into()).await);
         assert_eq!(r.error_code, 0);
         assert_eq!(r.error_message, None);
         assert_eq!(r.cluster_id.as_str(), cluster_id);
         assert_eq!(r.controller_id, BrokerId(3));
         assert_eq!(r.brokers.len(), 1);
         let b = &r.brokers[0];
-        assert_eq!(
-            (b.broker_id, b.host.as_str(), b.port),
-            (BrokerId(3), "127.0.0.1", broker.addr.port() as i32)
-        );
+        assert_eq!((b.broker_id, b.host.as_str(), b.port), (BrokerId(3), "127.0.0.1", broker.addr.port() as i32));
         assert_eq!(b.rack, None);
         assert_eq!(r.endpoint_type, 1);
     }
     let r = describe_cluster(
-        c.call(
-            ApiKey::DescribeCluster,
-            1,
-            DescribeClusterRequest::default().with_endpoint_type(2).into(),
-        )
-        .await,
+        c.call(ApiKey::DescribeCluster, 1, DescribeClusterRequest::default().with_endpoint_type(2).into()).await,
     );
     assert_eq!(r.error_code, error_code::MISMATCHED_ENDPOINT_TYPE);
     assert_eq!(
         r.error_message.as_deref(),
         Some("The request was sent to an endpoint of type BROKER, but we wanted an endpoint of type CONTROLLER")
     );
-    assert_eq!(
-        (r.cluster_id.as_str(), r.controller_id, r.brokers.len()),
-        ("", BrokerId(-1), 0)
-    );
+    assert_eq!((r.cluster_id.as_str(), r.controller_id, r.brokers.len()), ("", BrokerId(-1), 0));
     assert_eq!((r.cluster_authorized_operations, r.endpoint_type), (i32::MIN, 1));
     for bad in [0, 3, -1] {
         let r = describe_cluster(
-            c.call(
-                ApiKey::DescribeCluster,
-                1,
-                DescribeClusterRequest::default().with_endpoint_type(bad).into(),
-            )
-            .await,
+            c.call(ApiKey::DescribeCluster, 1, DescribeClusterRequest::default().with_endpoint_type(bad).into()).await,
         );
         assert_eq!(r.error_code, error_code::UNSUPPORTED_ENDPOINT_TYPE);
-        assert_eq!(
-            r.error_message.as_deref(),
-            Some(format!("Unsupported endpoint type {bad}").as_str())
-        );
+        assert_eq!(r.error_message.as_deref(), Some(format!("Unsupported endpoint type {bad}").as_str()));
         assert!(r.brokers.is_empty());
     }
 }
@@ -249,35 +190,15 @@ async fn t_meta_5_advertised_listener_is_returned() {
     ])
     .await;
     let mut c = broker.connect().await;
-    let r = metadata(
-        c.call(ApiKey::Metadata, 1, MetadataRequest::default().with_topics(None).into())
-            .await,
-    );
-    assert_eq!(
-        (r.brokers[0].host.as_str(), r.brokers[0].port),
-        ("127.0.0.1", broker.addr.port() as i32)
-    );
+    let r = metadata(c.call(ApiKey::Metadata, 1, MetadataRequest::default().with_topics(None).into()).await);
+    assert_eq!((r.brokers[0].host.as_str(), r.brokers[0].port), ("127.0.0.1", broker.addr.port() as i32));
     // The second listener advertises its configured address.
     let other = common::TestClient::connect(broker_other_addr(&broker)).await;
     let mut other = other;
-    let r = metadata(
-        other
-            .call(ApiKey::Metadata, 1, MetadataRequest::default().with_topics(None).into())
-            .await,
-    );
-    assert_eq!(
-        (r.brokers[0].host.as_str(), r.brokers[0].port),
-        ("kafka.example.com", 29092)
-    );
-    let r = describe_cluster(
-        other
-            .call(ApiKey::DescribeCluster, 0, DescribeClusterRequest::default().into())
-            .await,
-    );
-    assert_eq!(
-        (r.brokers[0].host.as_str(), r.brokers[0].port),
-        ("kafka.example.com", 29092)
-    );
+    let r = metadata(other.call(ApiKey::Metadata, 1, MetadataRequest::default().with_topics(None).into()).await);
+    assert_eq!((r.brokers[0].host.as_str(), r.brokers[0].port), ("kafka.example.com", 29092));
+    let r = describe_cluster(other.call(ApiKey::DescribeCluster, 0, DescribeClusterRequest::default().into()).await);
+    assert_eq!((r.brokers[0].host.as_str(), r.brokers[0].port), ("kafka.example.com", 29092));
 }
 
 fn broker_other_addr(broker: &TestBroker) -> std::net::SocketAddr {

@@ -7,35 +7,76 @@ use std::process::Command;
 
 use common::{KtbProcess, TestClient, ktb_bin};
 use kafka_protocol::messages::{ApiKey, ApiVersionsRequest, MetadataRequest, ResponseKind};
+use ktb_protocol::scram::ScramMechanism;
 
 async fn metadata(addr: std::net::SocketAddr) -> kafka_protocol::messages::MetadataResponse {
     let mut c = TestClient::connect(addr).await;
-    match c
-        .call(ApiKey::Metadata, 2, MetadataRequest::default().with_topics(None).into())
-        .await
-    {
+    match c.call(ApiKey::Metadata, 2, MetadataRequest::default().with_topics(None).into()).await {
         ResponseKind::Metadata(r) => r,
         other => panic!("{other:?}"),
     }
 }
 
-/// T-ZERO-1: `ktb serve` with no file and no environment listens on 127.0.0.1:9092 and
-/// keeps its data in ./ktb-data. (The SASL_PLAINTEXT default of SPEC §6.1 arrives with
-/// SASL support; until then the default listener is PLAINTEXT.)
+/// Every file under `dir`, read as bytes.
+fn files_under(dir: &std::path::Path) -> Vec<(std::path::PathBuf, Vec<u8>)> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            out.extend(files_under(&path));
+        } else {
+            out.push((path.clone(), std::fs::read(&path).unwrap()));
+        }
+    }
+    out
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
+}
+
+/// T-ZERO-1, T-ZERO-4, T-LOG-1: `ktb serve` with no file and no environment listens on
+/// SASL_PLAINTEXT://127.0.0.1:9092 with ./ktb-data, creates the super user `admin` and
+/// shows its generated password once on stderr, outside the log; the password logs in
+/// with both SCRAM mechanisms and appears nowhere in the data directory. A restart shows
+/// nothing.
 #[tokio::test]
-async fn t_zero_1_zero_config_start() {
+async fn t_zero_1_t_zero_4_zero_config_start() {
     let cwd = tempfile::tempdir().unwrap();
-    let p = KtbProcess::start(cwd.path(), &[], &[]);
+    let mut p = KtbProcess::start(cwd.path(), &[], &[]);
     let addr = p.addr.expect("ktb listens");
     assert_eq!(addr.to_string(), "127.0.0.1:9092");
     assert!(p.wait_for_log("data directory ./ktb-data").is_some());
-    let r = metadata(addr).await;
-    assert_eq!(
-        (r.brokers[0].node_id.0, r.brokers[0].host.as_str(), r.brokers[0].port),
-        (1, "127.0.0.1", 9092)
-    );
-    let meta = std::fs::read_to_string(cwd.path().join("ktb-data/meta.properties")).unwrap();
-    assert!(meta.contains(&format!("cluster.id={}", r.cluster_id.unwrap().as_str())));
+    let lines = p.log_lines();
+    let at = lines.iter().position(|l| l.contains("with this password:")).expect("a password banner");
+    let password = lines[at + 2].trim().to_owned();
+    assert_eq!(password.len(), 32, "24 random bytes, unpadded URL-safe base64");
+    let log_lines: Vec<&String> = lines.iter().filter(|l| l.contains(" INFO ") || l.contains(" WARN ")).collect();
+    assert!(!log_lines.is_empty());
+    assert!(log_lines.iter().all(|l| !l.contains(&password)), "the password is never in the log");
+
+    for mech in [ScramMechanism::Sha256, ScramMechanism::Sha512] {
+        let mut c = TestClient::connect(addr).await;
+        let r = c.scram_login(mech, "admin", &password, false).await;
+        assert_eq!(r.error_code, 0, "{mech:?}");
+        let ResponseKind::Metadata(m) =
+            c.call(ApiKey::Metadata, 2, MetadataRequest::default().with_topics(None).into()).await
+        else {
+            panic!()
+        };
+        assert_eq!((m.brokers[0].node_id.0, m.brokers[0].host.as_str(), m.brokers[0].port), (1, "127.0.0.1", 9092));
+        let meta = std::fs::read_to_string(cwd.path().join("ktb-data/meta.properties")).unwrap();
+        assert!(meta.contains(&format!("cluster.id={}", m.cluster_id.unwrap().as_str())));
+    }
+    p.signal("TERM");
+    assert_eq!(p.wait_exit(), Some(0));
+    for (path, bytes) in files_under(&cwd.path().join("ktb-data")) {
+        assert!(!contains(&bytes, password.as_bytes()), "password found in {}", path.display());
+    }
+
+    let p = KtbProcess::start(cwd.path(), &[], &[]);
+    assert!(p.addr.is_some());
+    assert!(p.log_lines().iter().all(|l| !l.contains("with this password")), "shown only on the first start");
 }
 
 /// T-CFG-2: KTB_LISTENERS and KTB_DATA_DIR set where the broker listens and keeps data;
@@ -43,19 +84,11 @@ async fn t_zero_1_zero_config_start() {
 #[tokio::test]
 async fn t_cfg_2_environment_and_flags_override_the_file() {
     let cwd = tempfile::tempdir().unwrap();
-    std::fs::write(
-        cwd.path().join("server.properties"),
-        "node.id=4\nktb.data.dir=./file-data\n",
-    )
-    .unwrap();
+    std::fs::write(cwd.path().join("server.properties"), "node.id=4\nktb.data.dir=./file-data\n").unwrap();
     let p = KtbProcess::start(
         cwd.path(),
         &["--config", "server.properties", "--override", "node.id=6"],
-        &[
-            ("KTB_LISTENERS", "PLAINTEXT://127.0.0.1:0"),
-            ("KTB_DATA_DIR", "./scratch-data"),
-            ("KTB_NODE_ID", "5"),
-        ],
+        &[("KTB_LISTENERS", "PLAINTEXT://127.0.0.1:0"), ("KTB_DATA_DIR", "./scratch-data"), ("KTB_NODE_ID", "5")],
     );
     let addr = p.addr.expect("ktb listens");
     assert!(cwd.path().join("scratch-data/meta.properties").exists());
@@ -71,10 +104,7 @@ fn t_cfg_1_unknown_and_invalid_properties() {
     let env = [("KTB_LISTENERS", "PLAINTEXT://127.0.0.1:0")];
     let p = KtbProcess::start(cwd.path(), &["-o", "num.io.threads=8"], &env);
     assert!(p.addr.is_some());
-    let warned = p
-        .log_lines()
-        .iter()
-        .any(|l| l.contains("WARN") && l.contains("num.io.threads"));
+    let warned = p.log_lines().iter().any(|l| l.contains("WARN") && l.contains("num.io.threads"));
     assert!(warned, "unknown Kafka property is logged at WARN");
     drop(p);
 
@@ -82,12 +112,7 @@ fn t_cfg_1_unknown_and_invalid_properties() {
         (vec!["-o", "ktb.no.such.thing=1"], "ktb.no.such.thing"),
         (vec!["-o", "connections.max.idle.ms=soon"], "connections.max.idle.ms"),
     ] {
-        let out = Command::new(ktb_bin())
-            .arg("serve")
-            .args(&args)
-            .current_dir(cwd.path())
-            .output()
-            .unwrap();
+        let out = Command::new(ktb_bin()).arg("serve").args(&args).current_dir(cwd.path()).output().unwrap();
         assert_eq!(out.status.code(), Some(2), "{args:?}");
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(stderr.contains(needle), "{stderr}");
@@ -107,16 +132,10 @@ fn t_cfg_3_print_config() {
     assert_eq!(out.status.code(), Some(0));
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(stdout.contains("node.id=9    # env"), "{stdout}");
-    assert!(
-        stdout.contains("delegation.token.secret.key=[hidden]    # flag"),
-        "{stdout}"
-    );
+    assert!(stdout.contains("delegation.token.secret.key=[hidden]    # flag"), "{stdout}");
     assert!(stdout.contains("ktb.data.dir=./ktb-data    # default"), "{stdout}");
     assert!(!stdout.contains("hunter2") && !String::from_utf8_lossy(&out.stderr).contains("hunter2"));
-    assert!(
-        !cwd.path().join("ktb-data").exists(),
-        "printing the config starts nothing"
-    );
+    assert!(!cwd.path().join("ktb-data").exists(), "printing the config starts nothing");
 }
 
 /// T-LIFE-2, T-ZERO-3, T-ZERO-5, SPEC §6.4: startup errors exit with code 2 — a data dir
@@ -131,10 +150,7 @@ fn t_life_2_startup_errors_exit_2() {
 
     let run = |args: &[&str], env: &[(&str, &str)]| {
         let mut cmd = Command::new(ktb_bin());
-        cmd.arg("serve")
-            .args(args)
-            .current_dir(cwd.path())
-            .envs(env.iter().copied());
+        cmd.arg("serve").args(args).current_dir(cwd.path()).envs(env.iter().copied());
         let out = cmd.output().unwrap();
         (out.status.code(), String::from_utf8_lossy(&out.stderr).into_owned())
     };
@@ -143,10 +159,7 @@ fn t_life_2_startup_errors_exit_2() {
     assert!(err.contains("in use by another ktb process"), "{err}");
 
     let port_taken = format!("PLAINTEXT://{addr}");
-    let (code, err) = run(
-        &["-o", "ktb.data.dir=./other"],
-        &[("KTB_LISTENERS", port_taken.as_str())],
-    );
+    let (code, err) = run(&["-o", "ktb.data.dir=./other"], &[("KTB_LISTENERS", port_taken.as_str())]);
     assert_eq!(code, Some(2));
     assert!(err.contains("cannot bind"), "{err}");
     drop(first);
@@ -185,17 +198,12 @@ async fn t_life_1_signals_stop_gracefully() {
         let mut p = KtbProcess::start(cwd.path(), &[], &[("KTB_LISTENERS", "PLAINTEXT://127.0.0.1:0")]);
         let addr = p.addr.unwrap();
         let mut open = TestClient::connect(addr).await;
-        let _ = open
-            .call(ApiKey::ApiVersions, 0, ApiVersionsRequest::default().into())
-            .await;
+        let _ = open.call(ApiKey::ApiVersions, 0, ApiVersionsRequest::default().into()).await;
         p.signal(sig);
         assert!(p.wait_for_log("store flushed").is_some(), "SIG{sig}: store flushed");
         assert_eq!(p.wait_exit(), Some(0), "SIG{sig}: exit code");
         assert!(open.closed_without_response().await);
-        assert!(
-            tokio::net::TcpStream::connect(addr).await.is_err(),
-            "no longer listening"
-        );
+        assert!(tokio::net::TcpStream::connect(addr).await.is_err(), "no longer listening");
     }
 }
 
@@ -204,9 +212,7 @@ async fn t_life_1_signals_stop_gracefully() {
 async fn t_life_1_in_process_shutdown_releases_the_data_dir() {
     let broker = common::TestBroker::start(&[]).await;
     let mut c = broker.connect().await;
-    let _ = c
-        .call(ApiKey::ApiVersions, 0, ApiVersionsRequest::default().into())
-        .await;
+    let _ = c.call(ApiKey::ApiVersions, 0, ApiVersionsRequest::default().into()).await;
     let (result, dir) = broker.shutdown().await;
     result.unwrap();
     assert!(c.closed_without_response().await);

@@ -26,30 +26,19 @@ async fn t_gate_1_token_apis_answer_64_on_plaintext() {
     for v in 0..=3 {
         let req = CreateDelegationTokenRequest::default()
             .with_renewers(vec![
-                CreatableRenewers::default()
-                    .with_principal_type(s("User"))
-                    .with_principal_name(s("bob")),
+                CreatableRenewers::default().with_principal_type(s("User")).with_principal_name(s("bob")),
             ])
             .with_max_lifetime_ms(-1);
         let ResponseKind::CreateDelegationToken(r) = c.call(ApiKey::CreateDelegationToken, v, req.into()).await else {
             panic!()
         };
         assert_eq!(r.error_code, error_code::DELEGATION_TOKEN_REQUEST_NOT_ALLOWED);
-        assert_eq!(
-            (r.principal_type.as_str(), r.principal_name.as_str()),
-            ("User", "ANONYMOUS")
-        );
-        assert_eq!(
-            (r.issue_timestamp_ms, r.expiry_timestamp_ms, r.max_timestamp_ms),
-            (-1, -1, -1)
-        );
+        assert_eq!((r.principal_type.as_str(), r.principal_name.as_str()), ("User", "ANONYMOUS"));
+        assert_eq!((r.issue_timestamp_ms, r.expiry_timestamp_ms, r.max_timestamp_ms), (-1, -1, -1));
         assert!(r.token_id.is_empty() && r.hmac.is_empty());
         if v >= 3 {
             assert_eq!(
-                (
-                    r.token_requester_principal_type.as_str(),
-                    r.token_requester_principal_name.as_str()
-                ),
+                (r.token_requester_principal_type.as_str(), r.token_requester_principal_name.as_str()),
                 ("User", "ANONYMOUS")
             );
         }
@@ -65,9 +54,8 @@ async fn t_gate_1_token_apis_answer_64_on_plaintext() {
     assert_eq!(r.token_requester_principal_name.as_str(), "ANONYMOUS");
 
     for v in 0..=2 {
-        let req = RenewDelegationTokenRequest::default()
-            .with_hmac(bytes::Bytes::from_static(b"x"))
-            .with_renew_period_ms(-1);
+        let req =
+            RenewDelegationTokenRequest::default().with_hmac(bytes::Bytes::from_static(b"x")).with_renew_period_ms(-1);
         let ResponseKind::RenewDelegationToken(r) = c.call(ApiKey::RenewDelegationToken, v, req.into()).await else {
             panic!()
         };
@@ -100,15 +88,8 @@ async fn t_gate_1_token_apis_answer_64_on_plaintext() {
 async fn t_user_2_describe_users_is_31_for_anonymous() {
     let broker = TestBroker::start(&[]).await;
     let mut c = broker.connect().await;
-    let names = vec![
-        UserName::default().with_name(s("bob")),
-        UserName::default().with_name(s("alice")),
-    ];
-    for (users, expected) in [
-        (Some(names), vec!["bob", "alice"]),
-        (Some(vec![]), vec![]),
-        (None, vec![]),
-    ] {
+    let names = vec![UserName::default().with_name(s("bob")), UserName::default().with_name(s("alice"))];
+    for (users, expected) in [(Some(names), vec!["bob", "alice"]), (Some(vec![]), vec![]), (None, vec![])] {
         let req = DescribeUserScramCredentialsRequest::default().with_users(users);
         let ResponseKind::DescribeUserScramCredentials(r) =
             c.call(ApiKey::DescribeUserScramCredentials, 0, req.into()).await
@@ -120,9 +101,7 @@ async fn t_user_2_describe_users_is_31_for_anonymous() {
         let got: Vec<&str> = r.results.iter().map(|x| x.user.as_str()).collect();
         assert_eq!(got, expected);
         assert!(
-            r.results
-                .iter()
-                .all(|x| x.error_code == 31 && x.error_message.is_none() && x.credential_infos.is_empty())
+            r.results.iter().all(|x| x.error_code == 31 && x.error_message.is_none() && x.credential_infos.is_empty())
         );
     }
 }
@@ -134,34 +113,20 @@ async fn t_user_6_alter_users_is_31_for_anonymous() {
     let broker = TestBroker::start(&[]).await;
     let mut c = broker.connect().await;
     let req = AlterUserScramCredentialsRequest::default()
-        .with_deletions(vec![
-            ScramCredentialDeletion::default().with_name(s("zed")).with_mechanism(1),
-        ])
+        .with_deletions(vec![ScramCredentialDeletion::default().with_name(s("zed")).with_mechanism(1)])
         .with_upsertions(vec![
-            ScramCredentialUpsertion::default()
-                .with_name(s("amy"))
-                .with_mechanism(2)
-                .with_iterations(8192),
-            ScramCredentialUpsertion::default()
-                .with_name(s("zed"))
-                .with_mechanism(2)
-                .with_iterations(8192),
+            ScramCredentialUpsertion::default().with_name(s("amy")).with_mechanism(2).with_iterations(8192),
+            ScramCredentialUpsertion::default().with_name(s("zed")).with_mechanism(2).with_iterations(8192),
         ]);
     let ResponseKind::AlterUserScramCredentials(r) = c.call(ApiKey::AlterUserScramCredentials, 0, req.into()).await
     else {
         panic!()
     };
-    let got: Vec<(&str, i16, Option<&str>)> = r
-        .results
-        .iter()
-        .map(|x| (x.user.as_str(), x.error_code, x.error_message.as_deref()))
-        .collect();
+    let got: Vec<(&str, i16, Option<&str>)> =
+        r.results.iter().map(|x| (x.user.as_str(), x.error_code, x.error_message.as_deref())).collect();
     assert_eq!(
         got,
-        [
-            ("amy", 31, Some("Cluster authorization failed.")),
-            ("zed", 31, Some("Cluster authorization failed."))
-        ]
+        [("amy", 31, Some("Cluster authorization failed.")), ("zed", 31, Some("Cluster authorization failed."))]
     );
 }
 
@@ -173,16 +138,13 @@ async fn t_sasl_3_sasl_requests_after_authentication_get_34() {
     let mut c = broker.connect().await;
     for v in 0..=1 {
         let req = SaslHandshakeRequest::default().with_mechanism(s("SCRAM-SHA-256"));
-        let ResponseKind::SaslHandshake(r) = c.call(ApiKey::SaslHandshake, v, req.into()).await else {
-            panic!()
-        };
+        let ResponseKind::SaslHandshake(r) = c.call(ApiKey::SaslHandshake, v, req.into()).await else { panic!() };
         assert_eq!(r.error_code, error_code::ILLEGAL_SASL_STATE);
         assert!(r.mechanisms.is_empty());
     }
     for v in 0..=2 {
-        let ResponseKind::SaslAuthenticate(r) = c
-            .call(ApiKey::SaslAuthenticate, v, SaslAuthenticateRequest::default().into())
-            .await
+        let ResponseKind::SaslAuthenticate(r) =
+            c.call(ApiKey::SaslAuthenticate, v, SaslAuthenticateRequest::default().into()).await
         else {
             panic!()
         };
@@ -192,9 +154,7 @@ async fn t_sasl_3_sasl_requests_after_authentication_get_34() {
             Some("SaslAuthenticate request received after successful authentication")
         );
     }
-    let ResponseKind::ApiVersions(r) = c
-        .call(ApiKey::ApiVersions, 0, ApiVersionsRequest::default().into())
-        .await
+    let ResponseKind::ApiVersions(r) = c.call(ApiKey::ApiVersions, 0, ApiVersionsRequest::default().into()).await
     else {
         panic!()
     };

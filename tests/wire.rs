@@ -30,10 +30,7 @@ fn v3_request(name: &str, version: &str) -> ApiVersionsRequest {
 /// A connection that still works: ApiVersions v0 round-trips.
 async fn still_served(broker: &TestBroker) {
     let mut c = broker.connect().await;
-    let r = api_versions(
-        c.call(ApiKey::ApiVersions, 0, ApiVersionsRequest::default().into())
-            .await,
-    );
+    let r = api_versions(c.call(ApiKey::ApiVersions, 0, ApiVersionsRequest::default().into()).await);
     assert_eq!(r.error_code, 0);
 }
 
@@ -46,18 +43,10 @@ async fn t_apiv_1_t_apiv_2_t_apiv_7_every_version_lists_the_spec_table() {
     let expected: Vec<(i16, i16, i16)> = SUPPORTED_APIS.iter().map(|a| (a.key as i16, a.min, a.max)).collect();
     assert_eq!(expected.len(), 11);
     for version in 0..=4 {
-        let req = if version >= 3 {
-            v3_request("ktb-test", "1.0")
-        } else {
-            ApiVersionsRequest::default()
-        };
+        let req = if version >= 3 { v3_request("ktb-test", "1.0") } else { ApiVersionsRequest::default() };
         let r = api_versions(c.call(ApiKey::ApiVersions, version, req.into()).await);
         assert_eq!(r.error_code, 0, "v{version}");
-        let got: Vec<(i16, i16, i16)> = r
-            .api_keys
-            .iter()
-            .map(|a| (a.api_key, a.min_version, a.max_version))
-            .collect();
+        let got: Vec<(i16, i16, i16)> = r.api_keys.iter().map(|a| (a.api_key, a.min_version, a.max_version)).collect();
         assert_eq!(got, expected, "v{version}");
         assert_eq!(r.throttle_time_ms, 0);
         assert!(r.supported_features.is_empty() && r.finalized_features.is_empty());
@@ -83,17 +72,9 @@ async fn t_apiv_2_no_feature_tags_on_the_wire() {
 async fn t_apiv_3_same_list_every_time() {
     let broker = TestBroker::start(&[]).await;
     let mut c = broker.connect().await;
-    let a = api_versions(
-        c.call(ApiKey::ApiVersions, 0, ApiVersionsRequest::default().into())
-            .await,
-    );
-    let _ = c
-        .call(ApiKey::Metadata, 1, MetadataRequest::default().with_topics(None).into())
-        .await;
-    let b = api_versions(
-        c.call(ApiKey::ApiVersions, 2, ApiVersionsRequest::default().into())
-            .await,
-    );
+    let a = api_versions(c.call(ApiKey::ApiVersions, 0, ApiVersionsRequest::default().into()).await);
+    let _ = c.call(ApiKey::Metadata, 1, MetadataRequest::default().with_topics(None).into()).await;
+    let b = api_versions(c.call(ApiKey::ApiVersions, 2, ApiVersionsRequest::default().into()).await);
     assert_eq!(a.api_keys, b.api_keys);
 }
 
@@ -119,17 +100,13 @@ async fn t_apiv_4_t_wire_9_unknown_version_gets_the_byte_exact_answer() {
         ]
     );
     // Version -1, header v1, correlation id 8, null client id, and no body at all.
-    c.send_raw(&[0, 0, 0, 10, 0, 18, 0xff, 0xff, 0, 0, 0, 8, 0xff, 0xff])
-        .await;
+    c.send_raw(&[0, 0, 0, 10, 0, 18, 0xff, 0xff, 0, 0, 0, 8, 0xff, 0xff]).await;
     let (id, body) = decode_response(ApiKey::ApiVersions, 0, c.read_frame().await.unwrap()).unwrap();
     assert_eq!(id, 8);
     let body = api_versions(body);
     assert_eq!(body.error_code, error_code::UNSUPPORTED_VERSION);
     assert_eq!(body.api_keys.len(), 1);
-    let r = api_versions(
-        c.call(ApiKey::ApiVersions, 0, ApiVersionsRequest::default().into())
-            .await,
-    );
+    let r = api_versions(c.call(ApiKey::ApiVersions, 0, ApiVersionsRequest::default().into()).await);
     assert_eq!(r.api_keys.len(), 11);
 }
 
@@ -158,19 +135,11 @@ async fn t_wire_1_t_wire_4_t_wire_8_pipelined_requests_answer_in_order() {
     let mut expected = Vec::new();
     for i in 0..50i32 {
         let (key, version, body) = if i % 2 == 0 {
-            (
-                ApiKey::ApiVersions,
-                (i % 5) as i16,
-                ApiVersionsRequest::default().into(),
-            )
+            (ApiKey::ApiVersions, (i % 5) as i16, ApiVersionsRequest::default().into())
         } else {
             (ApiKey::Metadata, (i % 13) as i16, MetadataRequest::default().into())
         };
-        let body = if key == ApiKey::ApiVersions && version >= 3 {
-            v3_request("a", "1").into()
-        } else {
-            body
-        };
+        let body = if key == ApiKey::ApiVersions && version >= 3 { v3_request("a", "1").into() } else { body };
         let correlation = 1000 + i * 7;
         batch.extend_from_slice(&ktb_protocol::client::encode_request(key, version, correlation, "p", &body).unwrap());
         expected.push((key, version, correlation));
@@ -194,11 +163,7 @@ async fn t_wire_2_bad_sizes_close_only_their_connection() {
         c.send_raw(&size.to_be_bytes()).await;
         assert!(c.closed_without_response().await, "size {size}");
     }
-    let r = api_versions(
-        bystander
-            .call(ApiKey::ApiVersions, 1, ApiVersionsRequest::default().into())
-            .await,
-    );
+    let r = api_versions(bystander.call(ApiKey::ApiVersions, 1, ApiVersionsRequest::default().into()).await);
     assert_eq!(r.error_code, 0);
 }
 
@@ -229,46 +194,21 @@ async fn t_wire_3_t_wire_10_t_wire_11_t_wire_12_malformed_requests_close_only_th
         ("size zero", vec![0, 0, 0, 0]),
         ("truncated header", vec![0, 0, 0, 3, 0, 18, 0]),
         ("garbage header", vec![0, 0, 0, 6, 0xde, 0xad, 0xbe, 0xef, 0x01, 0x02]),
-        (
-            "client id longer than the frame",
-            vec![0, 0, 0, 10, 0, 18, 0, 0, 0, 0, 0, 1, 0x7f, 0xff],
-        ),
+        ("client id longer than the frame", vec![0, 0, 0, 10, 0, 18, 0, 0, 0, 0, 0, 1, 0x7f, 0xff]),
         ("unknown API key", vec![0, 0, 0, 10, 0x7f, 0x00, 0, 0, 0, 0, 0, 1, 0, 0]),
         ("Produce is not served", vec![0, 0, 0, 10, 0, 0, 0, 9, 0, 0, 0, 1, 0, 0]),
-        (
-            "DescribeAcls is not served",
-            vec![0, 0, 0, 10, 0, 29, 0, 1, 0, 0, 0, 1, 0, 0],
-        ),
-        (
-            "Metadata v13 is not advertised",
-            vec![0, 0, 0, 11, 0, 3, 0, 13, 0, 0, 0, 1, 0, 0, 0],
-        ),
-        (
-            "DescribeCluster v2 is not advertised",
-            vec![0, 0, 0, 11, 0, 60, 0, 2, 0, 0, 0, 1, 0, 0, 0],
-        ),
-        (
-            "Metadata v1 body cut short",
-            vec![0, 0, 0, 12, 0, 3, 0, 1, 0, 0, 0, 1, 0, 0, 0, 0],
-        ),
-        (
-            "Metadata v1 claims 2^31-1 topics",
-            vec![0, 0, 0, 14, 0, 3, 0, 1, 0, 0, 0, 1, 0, 0, 0x7f, 0xff, 0xff, 0xff],
-        ),
-        (
-            "ApiVersions v3 body missing",
-            vec![0, 0, 0, 11, 0, 18, 0, 3, 0, 0, 0, 1, 0, 0, 0],
-        ),
+        ("DescribeAcls is not served", vec![0, 0, 0, 10, 0, 29, 0, 1, 0, 0, 0, 1, 0, 0]),
+        ("Metadata v13 is not advertised", vec![0, 0, 0, 11, 0, 3, 0, 13, 0, 0, 0, 1, 0, 0, 0]),
+        ("DescribeCluster v2 is not advertised", vec![0, 0, 0, 11, 0, 60, 0, 2, 0, 0, 0, 1, 0, 0, 0]),
+        ("Metadata v1 body cut short", vec![0, 0, 0, 12, 0, 3, 0, 1, 0, 0, 0, 1, 0, 0, 0, 0]),
+        ("Metadata v1 claims 2^31-1 topics", vec![0, 0, 0, 14, 0, 3, 0, 1, 0, 0, 0, 1, 0, 0, 0x7f, 0xff, 0xff, 0xff]),
+        ("ApiVersions v3 body missing", vec![0, 0, 0, 11, 0, 18, 0, 3, 0, 0, 0, 1, 0, 0, 0]),
     ];
     for (what, bytes) in cases {
         let mut c = broker.connect().await;
         c.send_raw(&bytes).await;
         assert!(c.closed_without_response().await, "{what}");
-        let r = api_versions(
-            bystander
-                .call(ApiKey::ApiVersions, 0, ApiVersionsRequest::default().into())
-                .await,
-        );
+        let r = api_versions(bystander.call(ApiKey::ApiVersions, 0, ApiVersionsRequest::default().into()).await);
         assert_eq!(r.error_code, 0, "after {what}");
     }
     still_served(&broker).await;
@@ -281,18 +221,12 @@ async fn t_wire_5_idle_connections_are_closed() {
     let mut c = broker.connect().await;
     let started = std::time::Instant::now();
     assert!(c.closed_without_response().await);
-    assert!(
-        started.elapsed() >= Duration::from_millis(250),
-        "closed after {:?}",
-        started.elapsed()
-    );
+    assert!(started.elapsed() >= Duration::from_millis(250), "closed after {:?}", started.elapsed());
     // Traffic keeps a connection alive.
     let mut busy = broker.connect().await;
     for _ in 0..4 {
         tokio::time::sleep(Duration::from_millis(150)).await;
-        let _ = busy
-            .call(ApiKey::ApiVersions, 0, ApiVersionsRequest::default().into())
-            .await;
+        let _ = busy.call(ApiKey::ApiVersions, 0, ApiVersionsRequest::default().into()).await;
     }
 }
 
@@ -302,18 +236,11 @@ async fn t_wire_5_idle_connections_are_closed() {
 async fn t_wire_6_max_connections_makes_new_clients_wait() {
     let broker = TestBroker::start(&[("max.connections", "1")]).await;
     let mut first = broker.connect().await;
-    let _ = first
-        .call(ApiKey::ApiVersions, 0, ApiVersionsRequest::default().into())
-        .await;
+    let _ = first.call(ApiKey::ApiVersions, 0, ApiVersionsRequest::default().into()).await;
     let mut second = TestClient::connect(broker.addr).await;
-    let id = second
-        .send(ApiKey::ApiVersions, 0, ApiVersionsRequest::default().into())
-        .await;
+    let id = second.send(ApiKey::ApiVersions, 0, ApiVersionsRequest::default().into()).await;
     let waited = tokio::time::timeout(Duration::from_millis(500), second.read_frame()).await;
-    assert!(
-        waited.is_err(),
-        "the second client must not be served while the first holds the only slot"
-    );
+    assert!(waited.is_err(), "the second client must not be served while the first holds the only slot");
     drop(first);
     let r = api_versions(second.recv(ApiKey::ApiVersions, 0, id).await);
     assert_eq!(r.error_code, 0);
@@ -324,27 +251,13 @@ async fn t_wire_6_max_connections_makes_new_clients_wait() {
 async fn t_wire_14_token_api_v0_is_served() {
     let broker = TestBroker::start(&[]).await;
     let mut c = broker.connect().await;
-    match c
-        .call(
-            ApiKey::CreateDelegationToken,
-            0,
-            CreateDelegationTokenRequest::default().into(),
-        )
-        .await
-    {
+    match c.call(ApiKey::CreateDelegationToken, 0, CreateDelegationTokenRequest::default().into()).await {
         ResponseKind::CreateDelegationToken(r) => {
             assert_eq!(r.error_code, error_code::DELEGATION_TOKEN_REQUEST_NOT_ALLOWED)
         }
         other => panic!("{other:?}"),
     }
-    match c
-        .call(
-            ApiKey::DescribeDelegationToken,
-            0,
-            DescribeDelegationTokenRequest::default().into(),
-        )
-        .await
-    {
+    match c.call(ApiKey::DescribeDelegationToken, 0, DescribeDelegationTokenRequest::default().into()).await {
         ResponseKind::DescribeDelegationToken(r) => {
             assert_eq!(r.error_code, error_code::DELEGATION_TOKEN_REQUEST_NOT_ALLOWED)
         }

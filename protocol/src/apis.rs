@@ -97,11 +97,7 @@ mod tests {
             let api = supported(key).unwrap();
             for v in api.min..=api.max {
                 let flexible = from.is_some_and(|f| v >= f);
-                assert_eq!(
-                    request_header_version(key, v),
-                    if flexible { 2 } else { 1 },
-                    "{key:?} v{v}"
-                );
+                assert_eq!(request_header_version(key, v), if flexible { 2 } else { 1 }, "{key:?} v{v}");
                 let resp = if key == ApiKey::ApiVersions {
                     0
                 } else if flexible {

@@ -26,11 +26,7 @@ pub fn encode_request(
     client_id: &str,
     body: &kafka_protocol::messages::RequestKind,
 ) -> Result<BytesMut, CodecError> {
-    let err = |e: anyhow::Error| CodecError {
-        key,
-        version,
-        reason: e.to_string(),
-    };
+    let err = |e: anyhow::Error| CodecError { key, version, reason: e.to_string() };
     let mut buf = BytesMut::with_capacity(64);
     let start = frame::begin_frame(&mut buf);
     RequestHeader::default()
@@ -47,11 +43,7 @@ pub fn encode_request(
 
 /// Decodes a response frame (without its size prefix) into its correlation id and body.
 pub fn decode_response(key: ApiKey, version: i16, mut frame: Bytes) -> Result<(i32, ResponseKind), CodecError> {
-    let err = |e: anyhow::Error| CodecError {
-        key,
-        version,
-        reason: e.to_string(),
-    };
+    let err = |e: anyhow::Error| CodecError { key, version, reason: e.to_string() };
     let header = ResponseHeader::decode(&mut frame, apis::response_header_version(key, version)).map_err(err)?;
     let body = ResponseKind::decode(key, &mut frame, apis::body_version(key, version)).map_err(err)?;
     Ok((header.correlation_id, body))

@@ -97,13 +97,7 @@ mod tests {
         assert_eq!(decode_frame(&mut b, 100), Err(FrameError::NegativeSize(-2)));
         let mut b = buf(&[0x7f, 0xff, 0xff, 0xff]);
         let cap = b.capacity();
-        assert_eq!(
-            decode_frame(&mut b, 524_288),
-            Err(FrameError::TooLarge {
-                size: i32::MAX,
-                limit: 524_288
-            })
-        );
+        assert_eq!(decode_frame(&mut b, 524_288), Err(FrameError::TooLarge { size: i32::MAX, limit: 524_288 }));
         assert_eq!(b.capacity(), cap, "nothing reserved for a refused frame");
         // Exactly at the limit is fine.
         let mut b = buf(&[0, 0, 0, 2, 1, 1]);

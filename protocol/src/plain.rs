@@ -26,9 +26,7 @@ pub struct PlainMessage {
 
 impl std::fmt::Debug for PlainMessage {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("PlainMessage")
-            .field("username", &self.username)
-            .finish_non_exhaustive()
+        f.debug_struct("PlainMessage").field("username", &self.username).finish_non_exhaustive()
     }
 }
 
@@ -46,11 +44,7 @@ pub fn parse_plain(msg: &[u8]) -> Result<PlainMessage, PlainError> {
     if fields[2].is_empty() {
         return Err(PlainError::NoPassword);
     }
-    Ok(PlainMessage {
-        authzid: fields[0].to_owned(),
-        username: fields[1].to_owned(),
-        password: fields[2].to_owned(),
-    })
+    Ok(PlainMessage { authzid: fields[0].to_owned(), username: fields[1].to_owned(), password: fields[2].to_owned() })
 }
 
 #[cfg(test)]
@@ -61,10 +55,7 @@ mod tests {
     #[test]
     fn t_plain_1_message_checks() {
         let m = parse_plain(b"\0alice\0pw").unwrap();
-        assert_eq!(
-            (m.authzid.as_str(), m.username.as_str(), m.password.as_str()),
-            ("", "alice", "pw")
-        );
+        assert_eq!((m.authzid.as_str(), m.username.as_str(), m.password.as_str()), ("", "alice", "pw"));
         assert_eq!(parse_plain(b"admin\0alice\0pw").unwrap().authzid, "admin");
         assert_eq!(parse_plain(b"alice").unwrap_err(), PlainError::FieldCount(1));
         assert_eq!(parse_plain(b"alice\0pw").unwrap_err(), PlainError::FieldCount(2));
@@ -72,10 +63,7 @@ mod tests {
         assert_eq!(parse_plain(b"\0\0pw").unwrap_err(), PlainError::NoUsername);
         assert_eq!(parse_plain(b"\0\0").unwrap_err(), PlainError::NoUsername);
         assert_eq!(parse_plain(b"\0alice\0").unwrap_err(), PlainError::NoPassword);
-        assert_eq!(
-            PlainError::FieldCount(2).to_string(),
-            "Invalid SASL/PLAIN response: expected 3 tokens, got 2"
-        );
+        assert_eq!(PlainError::FieldCount(2).to_string(), "Invalid SASL/PLAIN response: expected 3 tokens, got 2");
         assert!(!format!("{m:?}").contains("pw"));
     }
 }

@@ -121,30 +121,15 @@ mod tests {
     #[test]
     fn t_wire_11_unserved_api_or_version() {
         let frame = Bytes::from_static(&[0, 0, 0, 9, 0, 0, 0, 1, 0, 0]);
-        assert!(matches!(
-            parse_request(frame),
-            Err(RequestError::NotServed {
-                key: ApiKey::Produce,
-                ..
-            })
-        ));
+        assert!(matches!(parse_request(frame), Err(RequestError::NotServed { key: ApiKey::Produce, .. })));
         let frame = Bytes::from_static(&[0, 3, 0, 13, 0, 0, 0, 1, 0, 0, 0]);
-        assert!(matches!(
-            parse_request(frame),
-            Err(RequestError::NotServed {
-                key: ApiKey::Metadata,
-                version: 13
-            })
-        ));
+        assert!(matches!(parse_request(frame), Err(RequestError::NotServed { key: ApiKey::Metadata, version: 13 })));
     }
 
     /// T-WIRE-3: a header that cannot be parsed is an error.
     #[test]
     fn t_wire_3_truncated_header() {
-        assert!(matches!(
-            parse_request(Bytes::from_static(&[0, 18])),
-            Err(RequestError::TooShort)
-        ));
+        assert!(matches!(parse_request(Bytes::from_static(&[0, 18])), Err(RequestError::TooShort)));
         let frame = Bytes::from_static(&[0, 18, 0, 0, 0, 0]);
         assert!(matches!(parse_request(frame), Err(RequestError::Header(_))));
     }
@@ -185,9 +170,7 @@ mod tests {
         let framed = encode_request(ApiKey::CreateDelegationToken, 0, 3, "c", &body.into()).unwrap();
         match parse_request(frame_body(framed)).unwrap() {
             Request::Api(h, body) if matches!(*body, RequestKind::CreateDelegationToken(_)) => {
-                let RequestKind::CreateDelegationToken(r) = *body else {
-                    unreachable!()
-                };
+                let RequestKind::CreateDelegationToken(r) = *body else { unreachable!() };
                 assert_eq!(h.version, 0);
                 assert_eq!(r.max_lifetime_ms, 5);
             }
@@ -202,9 +185,6 @@ mod tests {
         let mut bytes = frame_body(framed).to_vec();
         let n = bytes.len();
         bytes[n - 4..].copy_from_slice(&i32::MAX.to_be_bytes());
-        assert!(matches!(
-            parse_request(Bytes::from(bytes)),
-            Err(RequestError::Body { .. })
-        ));
+        assert!(matches!(parse_request(Bytes::from(bytes)), Err(RequestError::Body { .. })));
     }
 }

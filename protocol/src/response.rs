@@ -23,11 +23,7 @@ pub fn encode_response(
     version: i16,
     body: &ResponseKind,
 ) -> Result<BytesMut, EncodeError> {
-    let err = |e: anyhow::Error| EncodeError {
-        key,
-        version,
-        reason: e.to_string(),
-    };
+    let err = |e: anyhow::Error| EncodeError { key, version, reason: e.to_string() };
     let mut buf = BytesMut::with_capacity(128);
     let start = frame::begin_frame(&mut buf);
     ResponseHeader::default()
@@ -43,14 +39,12 @@ pub fn encode_response(
 /// ApiVersions itself, under a v0 response header (T-APIV-4).
 pub fn encode_unsupported_api_versions(correlation_id: i32) -> Result<BytesMut, EncodeError> {
     let served = apis::supported(ApiKey::ApiVersions).expect("ApiVersions is in the table");
-    let body = ApiVersionsResponse::default()
-        .with_error_code(error_code::UNSUPPORTED_VERSION)
-        .with_api_keys(vec![
-            ApiVersion::default()
-                .with_api_key(ApiKey::ApiVersions as i16)
-                .with_min_version(served.min)
-                .with_max_version(served.max),
-        ]);
+    let body = ApiVersionsResponse::default().with_error_code(error_code::UNSUPPORTED_VERSION).with_api_keys(vec![
+        ApiVersion::default()
+            .with_api_key(ApiKey::ApiVersions as i16)
+            .with_min_version(served.min)
+            .with_max_version(served.max),
+    ]);
     encode_response(correlation_id, ApiKey::ApiVersions, 0, &body.into())
 }
 

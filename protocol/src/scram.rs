@@ -262,13 +262,7 @@ pub fn parse_client_first(msg: &[u8]) -> Result<ClientFirst, ScramError> {
             _ => return Err(ScramError::AuthzidMismatch),
         }
     }
-    Ok(ClientFirst {
-        username,
-        token_auth,
-        gs2_header,
-        bare: bare.to_owned(),
-        cnonce: cnonce.to_owned(),
-    })
+    Ok(ClientFirst { username, token_auth, gs2_header, bare: bare.to_owned(), cnonce: cnonce.to_owned() })
 }
 
 /// The fake salt for a user with no credential (T-SCRAM-8):
@@ -310,16 +304,7 @@ pub fn server_first(
     let nonce = format!("{}{}", client_first.cnonce, snonce);
     let server_first = format!("r={nonce},s={},i={iterations}", STANDARD.encode(salt));
     let bytes = server_first.clone().into_bytes();
-    (
-        ServerFirstSent {
-            mech,
-            client_first,
-            server_first,
-            expected_nonce_suffix: nonce,
-            credential,
-        },
-        bytes,
-    )
+    (ServerFirstSent { mech, client_first, server_first, expected_nonce_suffix: nonce, credential }, bytes)
 }
 
 impl ServerFirstSent {
@@ -396,11 +381,7 @@ impl ScramClient {
         if token_auth {
             bare.push_str(",tokenauth=true");
         }
-        ScramClient {
-            mech,
-            bare,
-            cnonce: cnonce.to_owned(),
-        }
+        ScramClient { mech, bare, cnonce: cnonce.to_owned() }
     }
 
     /// The client-first message.
@@ -416,25 +397,14 @@ impl ScramClient {
     ) -> Result<(ScramClientFinalSent, Vec<u8>), ScramClientError> {
         let sf = std::str::from_utf8(server_first).map_err(|_| ScramClientError::Malformed("not UTF-8"))?;
         let mut attrs = sf.split(',');
-        let nonce = attrs
-            .next()
-            .and_then(|a| a.strip_prefix("r="))
-            .ok_or(ScramClientError::Malformed("r="))?;
-        let salt = attrs
-            .next()
-            .and_then(|a| a.strip_prefix("s="))
-            .ok_or(ScramClientError::Malformed("s="))?;
-        let iterations = attrs
-            .next()
-            .and_then(|a| a.strip_prefix("i="))
-            .ok_or(ScramClientError::Malformed("i="))?;
+        let nonce = attrs.next().and_then(|a| a.strip_prefix("r=")).ok_or(ScramClientError::Malformed("r="))?;
+        let salt = attrs.next().and_then(|a| a.strip_prefix("s=")).ok_or(ScramClientError::Malformed("s="))?;
+        let iterations = attrs.next().and_then(|a| a.strip_prefix("i=")).ok_or(ScramClientError::Malformed("i="))?;
         if !nonce.starts_with(&self.cnonce) || nonce.len() == self.cnonce.len() || !valid_nonce(nonce) {
             return Err(ScramClientError::Malformed("server nonce"));
         }
         let salt = STANDARD.decode(salt).map_err(|_| ScramClientError::Malformed("salt"))?;
-        let iterations: u32 = iterations
-            .parse()
-            .map_err(|_| ScramClientError::Malformed("iterations"))?;
+        let iterations: u32 = iterations.parse().map_err(|_| ScramClientError::Malformed("iterations"))?;
         if !(MIN_ITERATIONS..=MAX_ITERATIONS).contains(&iterations) {
             return Err(ScramClientError::Iterations(iterations));
         }
@@ -459,12 +429,7 @@ impl ScramClient {
         let server_key = self.mech.hmac(salted, b"Server Key");
         let expected = self.mech.hmac(&server_key, auth_message.as_bytes());
         let msg = format!("{without_proof},p={}", STANDARD.encode(proof)).into_bytes();
-        (
-            ScramClientFinalSent {
-                expected_server_signature: Secret(expected),
-            },
-            msg,
-        )
+        (ScramClientFinalSent { expected_server_signature: Secret(expected) }, msg)
     }
 }
 
@@ -478,9 +443,7 @@ impl ScramClientFinalSent {
     pub fn verify_server_final(self, msg: &[u8]) -> Result<(), ScramClientError> {
         let s = std::str::from_utf8(msg).map_err(|_| ScramClientError::Malformed("not UTF-8"))?;
         let v = s.strip_prefix("v=").ok_or(ScramClientError::Malformed("v="))?;
-        let v = STANDARD
-            .decode(v)
-            .map_err(|_| ScramClientError::Malformed("signature"))?;
+        let v = STANDARD.decode(v).map_err(|_| ScramClientError::Malformed("signature"))?;
         if bool::from(v.ct_eq(self.expected_server_signature.expose())) {
             Ok(())
         } else {
@@ -494,10 +457,7 @@ mod tests {
     use super::*;
 
     fn hex(s: &str) -> Vec<u8> {
-        (0..s.len())
-            .step_by(2)
-            .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
-            .collect()
+        (0..s.len()).step_by(2).map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap()).collect()
     }
 
     fn run_server(
@@ -509,10 +469,7 @@ mod tests {
     ) -> (String, Result<Vec<u8>, ScramError>) {
         let cf = parse_client_first(client_first.as_bytes()).unwrap();
         let (state, sf) = server_first(mech, cf, cred, vec![0; 16], snonce);
-        (
-            String::from_utf8(sf).unwrap(),
-            state.client_final(client_final.as_bytes()),
-        )
+        (String::from_utf8(sf).unwrap(), state.client_final(client_final.as_bytes()))
     }
 
     /// T-SCRAM-VEC-A: SPEC §3.10 A, server side and client side.
@@ -521,19 +478,10 @@ mod tests {
         let mech = ScramMechanism::Sha256;
         let salt = hex("a3f1c2d4e5b60718293a4b5c6d7e8f90");
         let salted = mech.salted_password(b"alice-secret", &salt, 4096);
-        assert_eq!(
-            salted.expose(),
-            hex("9f2c0708b1b7c4e806c9e7c2933d1a65f2f8dfda01174176143cbee35e49b45f")
-        );
+        assert_eq!(salted.expose(), hex("9f2c0708b1b7c4e806c9e7c2933d1a65f2f8dfda01174176143cbee35e49b45f"));
         let cred = ScramCredential::from_salted_password(mech, salted.expose(), salt, 4096);
-        assert_eq!(
-            cred.stored_key.expose(),
-            hex("634db813565cf8bebe2b06f9bd29cfe34e8c984af2379606d898f4aa87ca5bbd")
-        );
-        assert_eq!(
-            cred.server_key.expose(),
-            hex("0ef431b94ae6936ab4e1ffdbc454baffc18fce6f2156f2c8f054bda2676ec448")
-        );
+        assert_eq!(cred.stored_key.expose(), hex("634db813565cf8bebe2b06f9bd29cfe34e8c984af2379606d898f4aa87ca5bbd"));
+        assert_eq!(cred.server_key.expose(), hex("0ef431b94ae6936ab4e1ffdbc454baffc18fce6f2156f2c8f054bda2676ec448"));
 
         let (sf, result) = run_server(
             mech,
@@ -542,10 +490,7 @@ mod tests {
             "5f2kq0x8w3m1r7t9v4b6n2c8z",
             "c=biws,r=K7pQ2mWx9Zr4Tn8Vb3Lc6Hd15f2kq0x8w3m1r7t9v4b6n2c8z,p=rMX6cc4Ow1/O5Ng8RqOamnCYYC+CYT52DCGOf3XMGF8=",
         );
-        assert_eq!(
-            sf,
-            "r=K7pQ2mWx9Zr4Tn8Vb3Lc6Hd15f2kq0x8w3m1r7t9v4b6n2c8z,s=o/HC1OW2BxgpOktcbX6PkA==,i=4096"
-        );
+        assert_eq!(sf, "r=K7pQ2mWx9Zr4Tn8Vb3Lc6Hd15f2kq0x8w3m1r7t9v4b6n2c8z,s=o/HC1OW2BxgpOktcbX6PkA==,i=4096");
         assert_eq!(result.unwrap(), b"v=kwJwsT1zJ3se6ZY2s9cTxd71TPrWcUi5BAsuSV/KSGs=");
 
         let client = ScramClient::new(mech, "alice", "K7pQ2mWx9Zr4Tn8Vb3Lc6Hd1", false);
@@ -555,8 +500,7 @@ mod tests {
             String::from_utf8(cfinal).unwrap(),
             "c=biws,r=K7pQ2mWx9Zr4Tn8Vb3Lc6Hd15f2kq0x8w3m1r7t9v4b6n2c8z,p=rMX6cc4Ow1/O5Ng8RqOamnCYYC+CYT52DCGOf3XMGF8="
         );
-        sent.verify_server_final(b"v=kwJwsT1zJ3se6ZY2s9cTxd71TPrWcUi5BAsuSV/KSGs=")
-            .unwrap();
+        sent.verify_server_final(b"v=kwJwsT1zJ3se6ZY2s9cTxd71TPrWcUi5BAsuSV/KSGs=").unwrap();
     }
 
     const TOKEN_PASSWORD: &str =
@@ -572,14 +516,8 @@ mod tests {
             b"4k3j2h1g0f9e8d7c6b5a4z3y2".to_vec(),
             4096,
         );
-        assert_eq!(
-            cred.stored_key.expose(),
-            hex("2b8a04adb3d8980832e3428e67809c74d8203dd56befc3ae8a645607cdd824ec")
-        );
-        assert_eq!(
-            cred.server_key.expose(),
-            hex("419970b2a6f5e608e45b3456369b0327122016c661c5d5f9384e7f04c477a127")
-        );
+        assert_eq!(cred.stored_key.expose(), hex("2b8a04adb3d8980832e3428e67809c74d8203dd56befc3ae8a645607cdd824ec"));
+        assert_eq!(cred.server_key.expose(), hex("419970b2a6f5e608e45b3456369b0327122016c661c5d5f9384e7f04c477a127"));
         let cf = parse_client_first(b"n,,n=bxw-KptNTH6KHys8TV5vcA,r=Qm9uZ2FyZGVuLWNsaWVudC0x,tokenauth=true").unwrap();
         assert!(cf.token_auth);
         assert_eq!(cf.username, "bxw-KptNTH6KHys8TV5vcA");
@@ -655,10 +593,7 @@ mod tests {
         // librdkafka's nonces carry '=', '\\', '[' and '~'.
         assert_eq!(ok("n,,n=u,r=ab=\\[~c").cnonce, "ab=\\[~c");
         assert!(ok("n,,n=u,r=x,tokenauth=TRUE").token_auth);
-        assert!(
-            !ok("n,,n=u,r=x,tokenauth=true,tokenauth=no").token_auth,
-            "last occurrence wins"
-        );
+        assert!(!ok("n,,n=u,r=x,tokenauth=true,tokenauth=no").token_auth, "last occurrence wins");
         assert!(!ok("n,,n=u,r=x,tokenauth=yes").token_auth);
         assert!(ok("n,,n=u,r=x,other=a=b").username == "u");
         for bad in [
@@ -679,11 +614,7 @@ mod tests {
             "n,a,n=u,r=x",
             "",
         ] {
-            assert_eq!(
-                parse_client_first(bad.as_bytes()).unwrap_err(),
-                ScramError::InvalidCredentials,
-                "{bad:?}"
-            );
+            assert_eq!(parse_client_first(bad.as_bytes()).unwrap_err(), ScramError::InvalidCredentials, "{bad:?}");
         }
     }
 
@@ -691,14 +622,8 @@ mod tests {
     #[test]
     fn t_scram_3_authzid_must_match() {
         assert_eq!(parse_client_first(b"n,a=u=2Cv,n=u=2Cv,r=x").unwrap().username, "u,v");
-        assert_eq!(
-            parse_client_first(b"n,a=bob,n=alice,r=x").unwrap_err(),
-            ScramError::AuthzidMismatch
-        );
-        assert_eq!(
-            parse_client_first(b"n,a=,n=alice,r=x").unwrap_err(),
-            ScramError::AuthzidMismatch
-        );
+        assert_eq!(parse_client_first(b"n,a=bob,n=alice,r=x").unwrap_err(), ScramError::AuthzidMismatch);
+        assert_eq!(parse_client_first(b"n,a=,n=alice,r=x").unwrap_err(), ScramError::AuthzidMismatch);
     }
 
     fn alice() -> ScramCredential {
@@ -752,29 +677,17 @@ mod tests {
     fn t_scram_11_proof_checks() {
         assert!(login("n,,n=alice,r=CNONCE", Some(alice()), |m| m).is_ok());
         let short = |m: String| format!("{},p=AAAA", m.rsplit_once(",p=").unwrap().0);
-        assert_eq!(
-            login("n,,n=alice,r=CNONCE", Some(alice()), short),
-            Err(ScramError::InvalidCredentials)
-        );
+        assert_eq!(login("n,,n=alice,r=CNONCE", Some(alice()), short), Err(ScramError::InvalidCredentials));
         let flipped = |m: String| {
             let (head, p) = m.rsplit_once(",p=").unwrap();
             let mut proof = STANDARD.decode(p).unwrap();
             proof[0] ^= 1;
             format!("{head},p={}", STANDARD.encode(proof))
         };
-        assert_eq!(
-            login("n,,n=alice,r=CNONCE", Some(alice()), flipped),
-            Err(ScramError::InvalidCredentials)
-        );
-        assert_eq!(
-            login("n,,n=alice,r=CNONCE", None, |m| m),
-            Err(ScramError::InvalidCredentials)
-        );
+        assert_eq!(login("n,,n=alice,r=CNONCE", Some(alice()), flipped), Err(ScramError::InvalidCredentials));
+        assert_eq!(login("n,,n=alice,r=CNONCE", None, |m| m), Err(ScramError::InvalidCredentials));
         let weak = ScramCredential::from_password(ScramMechanism::Sha256, b"pw", b"salt".to_vec(), 4095);
-        assert_eq!(
-            login("n,,n=alice,r=CNONCE", Some(weak), |m| m),
-            Err(ScramError::InvalidCredentials)
-        );
+        assert_eq!(login("n,,n=alice,r=CNONCE", Some(weak), |m| m), Err(ScramError::InvalidCredentials));
     }
 
     /// T-SCRAM-8: the fake server-first looks like a real one and its salt is stable per
@@ -788,9 +701,6 @@ mod tests {
         assert_ne!(s1, fake_salt(&key, ScramMechanism::Sha512, "nobody"));
         let cf = parse_client_first(b"n,,n=nobody,r=abc").unwrap();
         let (_, sf) = server_first(ScramMechanism::Sha256, cf, None, s1.clone(), "def");
-        assert_eq!(
-            String::from_utf8(sf).unwrap(),
-            format!("r=abcdef,s={},i=4096", STANDARD.encode(&s1))
-        );
+        assert_eq!(String::from_utf8(sf).unwrap(), format!("r=abcdef,s={},i=4096", STANDARD.encode(&s1)));
     }
 }

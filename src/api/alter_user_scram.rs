@@ -1,28 +1,133 @@
 //! AlterUserScramCredentials (key 51), version 0 (SPEC §5.3).
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use kafka_protocol::messages::alter_user_scram_credentials_response::AlterUserScramCredentialsResult;
 use kafka_protocol::messages::{AlterUserScramCredentialsRequest, AlterUserScramCredentialsResponse};
 use kafka_protocol::protocol::StrBytes;
 use ktb_protocol::error_code;
+use ktb_protocol::scram::{MAX_ITERATIONS, MIN_ITERATIONS, ScramCredential, ScramMechanism};
+use tracing::info;
 
-/// The answer to a principal that is not a super user (T-USER-6): one 31 result per
-/// distinct named user, sorted by name; nothing changes.
-pub fn unauthorized(req: &AlterUserScramCredentialsRequest) -> AlterUserScramCredentialsResponse {
-    let users: BTreeSet<&StrBytes> = req
-        .deletions
-        .iter()
-        .map(|d| &d.name)
-        .chain(req.upsertions.iter().map(|u| &u.name))
+use super::Context;
+use crate::auth::users::Alteration;
+
+type Failure = (i16, &'static str);
+
+/// Validates and applies a super user's alterations (T-USER-7, T-USER-8): first every
+/// deletion, then every upsertion, in request order; at most one alteration per user;
+/// all valid ones applied atomically and durably; one result per distinct user, sorted.
+pub fn handle(ctx: &Context<'_>, req: &AlterUserScramCredentialsRequest) -> AlterUserScramCredentialsResponse {
+    let users = &ctx.broker.users;
+    let mut errors: BTreeMap<String, Failure> = BTreeMap::new();
+    let mut pending: BTreeMap<String, Alteration> = BTreeMap::new();
+    let mut consider = |name: &str, check: &dyn Fn() -> Result<Alteration, Failure>| {
+        if errors.contains_key(name) {
+            return;
+        }
+        if pending.remove(name).is_some() {
+            errors.insert(
+                name.to_owned(),
+                (error_code::DUPLICATE_RESOURCE, "A user credential cannot be altered twice in the same request"),
+            );
+            return;
+        }
+        match check() {
+            Ok(a) => {
+                pending.insert(name.to_owned(), a);
+            }
+            Err(f) => {
+                errors.insert(name.to_owned(), f);
+            }
+        }
+    };
+    let mechanism = |code: i8| {
+        ScramMechanism::from_code(code).ok_or((error_code::UNSUPPORTED_SASL_MECHANISM, "Unknown SCRAM mechanism"))
+    };
+    let named = |name: &str| {
+        if name.is_empty() { Err((error_code::UNACCEPTABLE_CREDENTIAL, "Username must not be empty")) } else { Ok(()) }
+    };
+    let mut lookup_failed = false;
+    for d in &req.deletions {
+        let name = d.name.as_str();
+        consider(name, &|| {
+            named(name)?;
+            let m = mechanism(d.mechanism)?;
+            match users.credential(name, m) {
+                Ok(Some(_)) => Ok(Alteration::Delete(m)),
+                Ok(None) => {
+                    Err((error_code::RESOURCE_NOT_FOUND, "Attempt to delete a user credential that does not exist"))
+                }
+                Err(_) => Err((error_code::UNKNOWN_SERVER_ERROR, "The store could not be read")),
+            }
+        });
+    }
+    for u in &req.upsertions {
+        let name = u.name.as_str();
+        consider(name, &|| {
+            named(name)?;
+            let m = mechanism(u.mechanism)?;
+            if u.iterations < MIN_ITERATIONS as i32 {
+                return Err((error_code::UNACCEPTABLE_CREDENTIAL, "Too few iterations"));
+            }
+            if u.iterations > MAX_ITERATIONS as i32 {
+                return Err((error_code::UNACCEPTABLE_CREDENTIAL, "Too many iterations"));
+            }
+            if u.salted_password.len() != m.hash_len() || u.salt.is_empty() {
+                return Err((error_code::UNACCEPTABLE_CREDENTIAL, "Invalid salted password or salt"));
+            }
+            // The salted password is used here and dropped: only the derived keys are kept.
+            let cred =
+                ScramCredential::from_salted_password(m, &u.salted_password, u.salt.to_vec(), u.iterations as u32);
+            Ok(Alteration::Upsert(m, cred))
+        });
+    }
+
+    let changes: Vec<(String, Alteration)> = pending.iter().map(|(n, a)| (n.clone(), a.clone())).collect();
+    if let Err(e) = users.alter(&changes) {
+        tracing::error!("cannot store user credentials: {e}");
+        lookup_failed = true;
+    }
+    let mut results: BTreeMap<String, Option<Failure>> = errors.into_iter().map(|(n, f)| (n, Some(f))).collect();
+    for (name, alteration) in &changes {
+        let outcome = lookup_failed.then_some((error_code::UNKNOWN_SERVER_ERROR, "The change could not be stored"));
+        if outcome.is_none() {
+            let (op, m) = match alteration {
+                Alteration::Delete(m) => ("deleted", m),
+                Alteration::Upsert(m, _) => ("upserted", m),
+            };
+            info!(user = %name, mechanism = m.name(), by = %ctx.principal(), "user credential {op}");
+        }
+        results.insert(name.clone(), outcome);
+    }
+    let results = results
+        .into_iter()
+        .map(|(user, failure)| {
+            let (code, message) = match failure {
+                Some((code, message)) => (code, Some(StrBytes::from_static_str(message))),
+                None => (error_code::NONE, None),
+            };
+            AlterUserScramCredentialsResult::default()
+                .with_user(StrBytes::from_string(user))
+                .with_error_code(code)
+                .with_error_message(message)
+        })
         .collect();
+    AlterUserScramCredentialsResponse::default().with_results(results)
+}
+
+/// A refusal (T-USER-6, or 34 mid-authentication): one result per distinct named user,
+/// sorted by name; nothing changes.
+pub fn refused(req: &AlterUserScramCredentialsRequest, code: i16, message: &str) -> AlterUserScramCredentialsResponse {
+    let users: BTreeSet<&StrBytes> =
+        req.deletions.iter().map(|d| &d.name).chain(req.upsertions.iter().map(|u| &u.name)).collect();
     let results = users
         .into_iter()
         .map(|user| {
             AlterUserScramCredentialsResult::default()
                 .with_user(user.clone())
-                .with_error_code(error_code::CLUSTER_AUTHORIZATION_FAILED)
-                .with_error_message(Some(StrBytes::from_static_str("Cluster authorization failed.")))
+                .with_error_code(code)
+                .with_error_message(Some(StrBytes::from_string(message.to_owned())))
         })
         .collect();
     AlterUserScramCredentialsResponse::default().with_results(results)

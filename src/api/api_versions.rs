@@ -17,12 +17,7 @@ pub fn handle(version: i16, req: &ApiVersionsRequest) -> ApiVersionsResponse {
     ApiVersionsResponse::default().with_api_keys(
         SUPPORTED_APIS
             .iter()
-            .map(|a| {
-                ApiVersion::default()
-                    .with_api_key(a.key as i16)
-                    .with_min_version(a.min)
-                    .with_max_version(a.max)
-            })
+            .map(|a| ApiVersion::default().with_api_key(a.key as i16).with_min_version(a.min).with_max_version(a.max))
             .collect(),
     )
 }

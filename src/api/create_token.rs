@@ -14,10 +14,9 @@ pub fn requested_owner(
     req: &CreateDelegationTokenRequest,
 ) -> (Option<String>, String) {
     match &req.owner_principal_name {
-        Some(name) if version >= 3 && !name.is_empty() => (
-            req.owner_principal_type.as_ref().map(|t| t.to_string()),
-            name.to_string(),
-        ),
+        Some(name) if version >= 3 && !name.is_empty() => {
+            (req.owner_principal_type.as_ref().map(|t| t.to_string()), name.to_string())
+        }
         _ => (Some(ctx.principal().kind.clone()), ctx.principal().name.clone()),
     }
 }
@@ -31,11 +30,21 @@ pub fn refused(
     code: i16,
 ) -> CreateDelegationTokenResponse {
     let (owner_type, owner_name) = requested_owner(ctx, version, req);
-    let requester: &Principal = ctx.principal();
+    let owner = Principal { kind: owner_type.unwrap_or_default(), name: owner_name };
+    error_response(version, &owner, ctx.principal(), code)
+}
+
+/// An error answer naming `owner` and `requester` (the requester only from v3).
+pub fn error_response(
+    version: i16,
+    owner: &Principal,
+    requester: &Principal,
+    code: i16,
+) -> CreateDelegationTokenResponse {
     let mut resp = CreateDelegationTokenResponse::default()
         .with_error_code(code)
-        .with_principal_type(StrBytes::from_string(owner_type.unwrap_or_default()))
-        .with_principal_name(StrBytes::from_string(owner_name))
+        .with_principal_type(StrBytes::from_string(owner.kind.clone()))
+        .with_principal_name(StrBytes::from_string(owner.name.clone()))
         .with_issue_timestamp_ms(-1)
         .with_expiry_timestamp_ms(-1)
         .with_max_timestamp_ms(-1);

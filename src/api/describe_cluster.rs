@@ -22,10 +22,7 @@ pub fn handle(ctx: &Context<'_>, version: i16, req: &DescribeClusterRequest) -> 
             "The request was sent to an endpoint of type BROKER, but we wanted an endpoint of type CONTROLLER"
                 .to_owned(),
         )),
-        other => Some((
-            error_code::UNSUPPORTED_ENDPOINT_TYPE,
-            format!("Unsupported endpoint type {other}"),
-        )),
+        other => Some((error_code::UNSUPPORTED_ENDPOINT_TYPE, format!("Unsupported endpoint type {other}"))),
     };
     if let Some((code, message)) = error {
         return DescribeClusterResponse::default()

@@ -4,7 +4,5 @@ use kafka_protocol::messages::ExpireDelegationTokenResponse;
 
 /// An error answer: the code and expiry −1 (D-6).
 pub fn refused(code: i16) -> ExpireDelegationTokenResponse {
-    ExpireDelegationTokenResponse::default()
-        .with_error_code(code)
-        .with_expiry_timestamp_ms(-1)
+    ExpireDelegationTokenResponse::default().with_error_code(code).with_expiry_timestamp_ms(-1)
 }

@@ -52,13 +52,23 @@ pub fn handle(ctx: &Context<'_>, version: i16, req: &MetadataRequest) -> Option<
     Some(resp)
 }
 
+/// The error answer (34 during authentication): the code in every requested topic entry.
+pub fn error_response(version: i16, req: &MetadataRequest, code: i16) -> MetadataResponse {
+    let topics = req
+        .topics
+        .iter()
+        .flatten()
+        .map(|t| {
+            let name = if version >= 12 || t.name.is_some() { t.name.clone() } else { Some(Default::default()) };
+            MetadataResponseTopic::default().with_error_code(code).with_name(name).with_topic_id(t.topic_id)
+        })
+        .collect();
+    MetadataResponse::default().with_topics(topics)
+}
+
 /// What the connection may do on the cluster, when a request asks (T-META-3).
 pub fn cluster_operations(ctx: &Context<'_>) -> i32 {
-    if ctx.is_super_user() {
-        SUPER_USER_CLUSTER_OPERATIONS
-    } else {
-        0
-    }
+    if ctx.is_super_user() { SUPER_USER_CLUSTER_OPERATIONS } else { 0 }
 }
 
 #[cfg(test)]

@@ -13,7 +13,12 @@ pub mod metadata;
 pub mod renew_token;
 pub mod sasl;
 
-use kafka_protocol::messages::{RequestKind, ResponseKind};
+use kafka_protocol::messages::{
+    ApiKey, ApiVersionsResponse, DescribeClusterResponse, RequestKind, ResponseKind, SaslAuthenticateResponse,
+    SaslHandshakeResponse,
+};
+use kafka_protocol::protocol::StrBytes;
+use ktb_protocol::error_code;
 use ktb_protocol::request::Header;
 
 use crate::auth::{Principal, Session};
@@ -46,35 +51,89 @@ impl Context<'_> {
 /// connection without a response.
 pub fn handle(ctx: &Context<'_>, header: &Header, body: RequestKind) -> Option<ResponseKind> {
     let v = header.version;
-    // D-10: a connection that never authenticated (PLAINTEXT) cannot use the token APIs
-    // (64, T-GATE-1) and is no super user for the user APIs (31).
-    let anonymous = !ctx.session.authenticated;
+    // T-GATE-1: token-authenticated connections, and connections that never authenticated
+    // (PLAINTEXT, D-10), cannot use the token APIs.
+    let token_gate = ctx.session.token_authenticated || !ctx.session.authenticated;
+    let token_code = if token_gate {
+        error_code::DELEGATION_TOKEN_REQUEST_NOT_ALLOWED
+    } else {
+        // Token support arrives with the token store; until then the broker behaves as a
+        // Kafka broker with no master secret.
+        error_code::DELEGATION_TOKEN_AUTH_DISABLED
+    };
+    let super_user = ctx.is_super_user();
     Some(match body {
         RequestKind::ApiVersions(req) => api_versions::handle(v, &req).into(),
         RequestKind::Metadata(req) => metadata::handle(ctx, v, &req)?.into(),
         RequestKind::DescribeCluster(req) => describe_cluster::handle(ctx, v, &req).into(),
         RequestKind::SaslHandshake(_) => sasl::handshake_after_authentication().into(),
         RequestKind::SaslAuthenticate(_) => sasl::authenticate_after_authentication().into(),
-        RequestKind::CreateDelegationToken(req) if anonymous => create_token::refused(
-            ctx,
-            v,
-            &req,
-            ktb_protocol::error_code::DELEGATION_TOKEN_REQUEST_NOT_ALLOWED,
-        )
-        .into(),
-        RequestKind::RenewDelegationToken(_) if anonymous => {
-            renew_token::refused(ktb_protocol::error_code::DELEGATION_TOKEN_REQUEST_NOT_ALLOWED).into()
+        RequestKind::CreateDelegationToken(req) => create_token::refused(ctx, v, &req, token_code).into(),
+        RequestKind::RenewDelegationToken(_) => renew_token::refused(token_code).into(),
+        RequestKind::ExpireDelegationToken(_) => expire_token::refused(token_code).into(),
+        RequestKind::DescribeDelegationToken(_) => describe_tokens::refused(token_code).into(),
+        RequestKind::DescribeUserScramCredentials(req) if super_user => describe_user_scram::handle(ctx, &req).into(),
+        RequestKind::DescribeUserScramCredentials(req) => {
+            describe_user_scram::refused(&req, error_code::CLUSTER_AUTHORIZATION_FAILED, None).into()
         }
-        RequestKind::ExpireDelegationToken(_) if anonymous => {
-            expire_token::refused(ktb_protocol::error_code::DELEGATION_TOKEN_REQUEST_NOT_ALLOWED).into()
+        RequestKind::AlterUserScramCredentials(req) if super_user => alter_user_scram::handle(ctx, &req).into(),
+        RequestKind::AlterUserScramCredentials(req) => {
+            alter_user_scram::refused(&req, error_code::CLUSTER_AUTHORIZATION_FAILED, "Cluster authorization failed.")
+                .into()
         }
-        RequestKind::DescribeDelegationToken(_) if anonymous => {
-            describe_tokens::refused(ktb_protocol::error_code::DELEGATION_TOKEN_REQUEST_NOT_ALLOWED).into()
-        }
-        RequestKind::DescribeUserScramCredentials(req) if anonymous => describe_user_scram::unauthorized(&req).into(),
-        RequestKind::AlterUserScramCredentials(req) if anonymous => alter_user_scram::unauthorized(&req).into(),
-        // Authenticated connections exist only once SASL is served; until then every
-        // other request is one the broker does not handle.
         _ => return None,
     })
+}
+
+/// The error answer of an API for a request that cannot be served in the connection's
+/// state (SPEC §3.1: 34 during authentication). `None` for an API outside §2.3.
+pub fn error_response(header: &Header, body: &RequestKind, code: i16, message: &str) -> Option<ResponseKind> {
+    let msg = || Some(StrBytes::from_string(message.to_owned()));
+    Some(match body {
+        RequestKind::ApiVersions(_) => ApiVersionsResponse::default().with_error_code(code).into(),
+        RequestKind::SaslHandshake(_) => SaslHandshakeResponse::default().with_error_code(code).into(),
+        RequestKind::SaslAuthenticate(_) => {
+            SaslAuthenticateResponse::default().with_error_code(code).with_error_message(msg()).into()
+        }
+        RequestKind::Metadata(req) => metadata::error_response(header.version, req, code).into(),
+        RequestKind::DescribeCluster(_) => DescribeClusterResponse::default()
+            .with_error_code(code)
+            .with_error_message(msg())
+            .with_controller_id(kafka_protocol::messages::BrokerId(-1))
+            .into(),
+        RequestKind::CreateDelegationToken(_) => {
+            let anonymous = Session::plaintext();
+            let (owner, requester) = (&anonymous.principal, &anonymous.principal);
+            create_token::error_response(header.version, owner, requester, code).into()
+        }
+        RequestKind::RenewDelegationToken(_) => renew_token::refused(code).into(),
+        RequestKind::ExpireDelegationToken(_) => expire_token::refused(code).into(),
+        RequestKind::DescribeDelegationToken(_) => describe_tokens::refused(code).into(),
+        RequestKind::DescribeUserScramCredentials(req) => describe_user_scram::refused(req, code, msg()).into(),
+        RequestKind::AlterUserScramCredentials(req) => alter_user_scram::refused(req, code, message).into(),
+        _ => return None,
+    })
+}
+
+/// Kafka's upper-case name of an API (`DESCRIBE_CLUSTER`), as its error messages use.
+pub fn kafka_name(key: ApiKey) -> String {
+    let mut out = String::new();
+    for (i, c) in format!("{key:?}").chars().enumerate() {
+        if c.is_ascii_uppercase() && i > 0 {
+            out.push('_');
+        }
+        out.push(c.to_ascii_uppercase());
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kafka_names() {
+        assert_eq!(kafka_name(ApiKey::DescribeCluster), "DESCRIBE_CLUSTER");
+        assert_eq!(kafka_name(ApiKey::Metadata), "METADATA");
+    }
 }

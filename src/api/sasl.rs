@@ -13,9 +13,7 @@ pub fn handshake_after_authentication() -> SaslHandshakeResponse {
 /// `{34, "SaslAuthenticate request received after successful authentication"}`; the
 /// connection stays open.
 pub fn authenticate_after_authentication() -> SaslAuthenticateResponse {
-    SaslAuthenticateResponse::default()
-        .with_error_code(error_code::ILLEGAL_SASL_STATE)
-        .with_error_message(Some(StrBytes::from_static_str(
-            "SaslAuthenticate request received after successful authentication",
-        )))
+    SaslAuthenticateResponse::default().with_error_code(error_code::ILLEGAL_SASL_STATE).with_error_message(Some(
+        StrBytes::from_static_str("SaslAuthenticate request received after successful authentication"),
+    ))
 }

@@ -1,4 +1,8 @@
-//! Principals and the authenticated identity of a connection.
+//! Principals, the authenticated identity of a connection, user credentials and the
+//! SASL exchange that establishes them.
+
+pub mod sasl;
+pub mod users;
 
 use std::fmt;
 
@@ -19,10 +23,7 @@ impl Principal {
 
     /// `User:<name>`.
     pub fn user(name: &str) -> Self {
-        Principal {
-            kind: "User".to_owned(),
-            name: name.to_owned(),
-        }
+        Principal { kind: "User".to_owned(), name: name.to_owned() }
     }
 
     /// Parses `Type:name`, splitting at the first `:`; both parts must be non-empty.
@@ -31,10 +32,7 @@ impl Principal {
         if kind.is_empty() || name.is_empty() {
             return None;
         }
-        Some(Principal {
-            kind: kind.to_owned(),
-            name: name.to_owned(),
-        })
+        Some(Principal { kind: kind.to_owned(), name: name.to_owned() })
     }
 }
 
@@ -58,11 +56,7 @@ pub struct Session {
 impl Session {
     /// The session of every connection on a PLAINTEXT listener.
     pub fn plaintext() -> Self {
-        Session {
-            principal: Principal::anonymous(),
-            token_authenticated: false,
-            authenticated: false,
-        }
+        Session { principal: Principal::anonymous(), token_authenticated: false, authenticated: false }
     }
 }
 

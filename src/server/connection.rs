@@ -1,11 +1,13 @@
-//! One connection: read frames, answer them in order, close on anything malformed.
+//! One connection: read frames, authenticate, answer requests in order, close on
+//! anything malformed.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::BytesMut;
-use ktb_protocol::frame::decode_frame;
+use kafka_protocol::messages::ResponseKind;
+use ktb_protocol::frame::{begin_frame, decode_frame, finish_frame};
 use ktb_protocol::request::{Request, parse_request};
 use ktb_protocol::response::{encode_response, encode_unsupported_api_versions};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -15,8 +17,8 @@ use tracing::{debug, error};
 
 use super::Broker;
 use crate::api::{self, Context};
-use crate::auth::Session;
-use crate::config::HostPort;
+use crate::auth::sasl::{Action, Authenticator};
+use crate::config::{HostPort, SecurityProtocol};
 
 /// Serves one connection until the client leaves, it idles out (T-WIRE-5), it sends
 /// something that closes it, or the broker stops. Requests are handled one at a time in
@@ -24,16 +26,19 @@ use crate::config::HostPort;
 pub(super) async fn serve(
     broker: Arc<Broker>,
     endpoint: &HostPort,
+    protocol: SecurityProtocol,
     mut stream: TcpStream,
     peer: SocketAddr,
     mut stop: watch::Receiver<bool>,
 ) {
     let idle = Duration::from_millis(broker.config.connections_max_idle_ms.max(1) as u64);
-    let session = Session::plaintext();
-    // PLAINTEXT connections never authenticate, so the post-authentication limit applies.
-    let limit = broker.config.socket_request_max_bytes;
+    let mut auth = match protocol {
+        SecurityProtocol::Plaintext => Authenticator::plaintext(peer),
+        SecurityProtocol::SaslPlaintext | SecurityProtocol::SaslSsl => Authenticator::sasl(peer),
+    };
     let mut buf = BytesMut::with_capacity(4096);
     loop {
+        let limit = auth.frame_limit(&broker);
         let frame = loop {
             match decode_frame(&mut buf, limit) {
                 Ok(Some(frame)) => break frame,
@@ -61,37 +66,76 @@ pub(super) async fn serve(
             }
         };
 
-        let encoded = match parse_request(frame) {
-            Ok(Request::UnsupportedApiVersions(header)) => encode_unsupported_api_versions(header.correlation_id),
-            Ok(Request::Api(header, body)) => {
-                let ctx = Context {
-                    broker: &broker,
-                    endpoint,
-                    session: &session,
-                };
-                let (key, version, correlation_id) = (header.api_key, header.version, header.correlation_id);
-                match api::handle(&ctx, &header, *body) {
-                    Some(resp) => encode_response(correlation_id, key, version, &resp),
-                    None => {
-                        debug!(%peer, ?key, version, "closing: request not served on this connection");
-                        return;
-                    }
+        // Work out the action; `header` is absent only for raw SASL frames.
+        let (action, header) = if auth.expects_raw() {
+            (auth.on_raw(&broker, &frame), None)
+        } else {
+            match parse_request(frame) {
+                Ok(Request::UnsupportedApiVersions(header)) => {
+                    (auth.on_unsupported_api_versions(&broker), Some(header))
+                }
+                Ok(Request::Api(header, body)) => {
+                    let action = match auth.on_request(&broker, &header, &body) {
+                        Action::Serve => {
+                            let ctx = Context { broker: &broker, endpoint, session: auth.session() };
+                            match api::handle(&ctx, &header, *body) {
+                                Some(resp) => Action::Reply(resp),
+                                None => {
+                                    debug!(%peer, key = ?header.api_key, version = header.version, "closing: not served");
+                                    return;
+                                }
+                            }
+                        }
+                        other => other,
+                    };
+                    (action, Some(header))
+                }
+                Err(e) => {
+                    debug!(%peer, "closing: {e}");
+                    return;
                 }
             }
-            Err(e) => {
-                debug!(%peer, "closing: {e}");
+        };
+
+        let encode = |resp: &ResponseKind| {
+            header.as_ref().map(|h| encode_response(h.correlation_id, h.api_key, h.version, resp))
+        };
+        let (bytes, close) = match action {
+            Action::Reply(resp) => (encode(&resp), false),
+            Action::ReplyUnsupportedApiVersions => {
+                (header.as_ref().map(|h| encode_unsupported_api_versions(h.correlation_id)), false)
+            }
+            Action::RawReply(raw) => {
+                let mut b = BytesMut::with_capacity(raw.len() + 4);
+                let start = begin_frame(&mut b);
+                b.extend_from_slice(&raw);
+                finish_frame(&mut b, start);
+                (Some(Ok(b)), false)
+            }
+            Action::FailAndClose(resp) => {
+                // T-SASL-11: slow down guessing; only this connection waits.
+                let delay = broker.config.failed_authentication_delay_ms.max(0) as u64;
+                tokio::time::sleep(Duration::from_millis(delay)).await;
+                (resp.as_ref().and_then(encode), true)
+            }
+            // Serve was turned into a reply above.
+            Action::Close | Action::Serve => return,
+        };
+        if let Some(encoded) = bytes {
+            let encoded = match encoded {
+                Ok(b) => b,
+                Err(e) => {
+                    error!(%peer, "{e}");
+                    return;
+                }
+            };
+            if let Err(e) = stream.write_all(&encoded).await {
+                debug!(%peer, "write failed: {e}");
                 return;
             }
-        };
-        let bytes = match encoded {
-            Ok(b) => b,
-            Err(e) => {
-                error!(%peer, "{e}");
-                return;
-            }
-        };
-        if let Err(e) = stream.write_all(&bytes).await {
-            debug!(%peer, "write failed: {e}");
+        }
+        if close {
+            let _ = stream.shutdown().await;
             return;
         }
     }

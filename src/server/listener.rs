@@ -21,6 +21,7 @@ pub(super) async fn accept_loop(
     // Connections get their own copy of the advertised endpoint, so the listening socket
     // closes as soon as this loop ends.
     let advertised = Arc::new(listener.advertised.clone());
+    let protocol = listener.protocol;
     loop {
         let permit = tokio::select! {
             p = permits.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => return },
@@ -36,7 +37,7 @@ pub(super) async fn accept_loop(
                 let _ = stream.set_nodelay(true);
                 let (broker, advertised, stop, done) = (broker.clone(), advertised.clone(), stop.clone(), done.clone());
                 tokio::spawn(async move {
-                    connection::serve(broker, &advertised, stream, peer, stop).await;
+                    connection::serve(broker, &advertised, protocol, stream, peer, stop).await;
                     drop(permit);
                     drop(done);
                 });

@@ -13,7 +13,12 @@ use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, mpsc, watch};
 use tracing::{info, warn};
 
+use ktb_protocol::scram::{ScramCredential, ScramMechanism};
+
 use crate::auth::Principal;
+use crate::auth::sasl::Identity;
+use crate::auth::users::{Alteration, Users};
+use crate::clock::{Clock, SystemClock};
 use crate::config::{Config, HostPort, SecurityProtocol, StoreKind};
 use crate::datadir::DataDir;
 use crate::store::{SledStore, Store};
@@ -23,6 +28,20 @@ use crate::store::{SledStore, Store};
 #[error("{0}")]
 pub struct StartupError(pub String);
 
+/// How to start a broker, beyond its configuration.
+pub struct StartOptions {
+    /// The clock (tests inject a manual one).
+    pub clock: Arc<dyn Clock>,
+    /// The bootstrap user's password (`KTB_ADMIN_PASSWORD`); generated when absent.
+    pub admin_password: Option<String>,
+}
+
+impl Default for StartOptions {
+    fn default() -> Self {
+        StartOptions { clock: Arc::new(SystemClock), admin_password: None }
+    }
+}
+
 /// State shared by every connection.
 pub struct Broker {
     /// The typed configuration.
@@ -31,30 +50,113 @@ pub struct Broker {
     pub cluster_id: String,
     /// Durable storage.
     pub store: Arc<dyn Store>,
+    /// SCRAM user credentials.
+    pub users: Users,
+    /// The broker's notion of now.
+    pub clock: Arc<dyn Clock>,
+    /// Per-process key for the fake salts of unknown users (T-SCRAM-8).
+    pub fake_salt_key: [u8; 32],
+    /// The bootstrap user's generated password, when this start created it (T-ZERO-4).
+    /// The caller prints it once and drops it.
+    pub generated_admin_password: Option<String>,
     data_dir: DataDir,
 }
 
+/// Iterations for credentials ktb creates itself (T-ZERO-4).
+pub const BOOTSTRAP_ITERATIONS: u32 = 8192;
+
+/// Random bytes from the OS, or a startup error.
+fn random_bytes<const N: usize>() -> Result<[u8; N], StartupError> {
+    let mut b = [0u8; N];
+    getrandom::fill(&mut b).map_err(|e| StartupError(format!("the OS has no randomness for ktb: {e}")))?;
+    Ok(b)
+}
+
+/// Both SCRAM credentials for `password`, each with its own random 32-byte salt.
+pub fn new_user_credentials(password: &str, iterations: u32) -> Result<Vec<Alteration>, StartupError> {
+    [ScramMechanism::Sha256, ScramMechanism::Sha512]
+        .into_iter()
+        .map(|m| {
+            let salt = random_bytes::<32>()?.to_vec();
+            Ok(Alteration::Upsert(m, ScramCredential::from_password(m, password.as_bytes(), salt, iterations)))
+        })
+        .collect()
+}
+
 impl Broker {
-    /// Opens the data directory and the store (T-PERSIST-4's first steps).
-    pub fn open(config: Config) -> Result<Broker, StartupError> {
+    /// Opens the data directory and the store, and creates the bootstrap user when the
+    /// store has no users (T-PERSIST-4's first steps, T-ZERO-4).
+    pub fn open(config: Config, options: StartOptions) -> Result<Broker, StartupError> {
         let data_dir = DataDir::open(&config.data_dir, config.node_id).map_err(|e| StartupError(e.0))?;
-        let store: Arc<dyn Store> =
-            match &config.store {
-                StoreKind::Sled => Arc::new(SledStore::open(&data_dir.store_path()).map_err(|e| {
+        let store: Arc<dyn Store> = match &config.store {
+            StoreKind::Sled => {
+                Arc::new(SledStore::open(&data_dir.store_path()).map_err(|e| {
                     StartupError(format!("cannot open the store in {}: {e}", data_dir.path().display()))
-                })?),
-                StoreKind::Etcd { .. } => {
-                    return Err(StartupError(
-                        "ktb.store=etcd is not available in this build; use ktb.store=sled".into(),
-                    ));
-                }
-            };
+                })?)
+            }
+            StoreKind::Etcd { .. } => {
+                return Err(StartupError("ktb.store=etcd is not available in this build; use ktb.store=sled".into()));
+            }
+        };
+        let users = Users::new(store.clone());
+        let generated_admin_password = bootstrap_user(&config, &users, options.admin_password)?;
         Ok(Broker {
             cluster_id: data_dir.cluster_id.clone(),
             config,
             store,
+            users,
+            clock: options.clock,
+            fake_salt_key: random_bytes::<32>()?,
+            generated_admin_password,
             data_dir,
         })
+    }
+
+    /// The credential and identity for a SCRAM login (T-SCRAM-5). `None` for both means
+    /// the login will fail at client-final after a fake server-first (D-3).
+    pub fn scram_lookup(
+        &self,
+        username: &str,
+        mech: ScramMechanism,
+        token_auth: bool,
+    ) -> (Option<ScramCredential>, Option<Identity>) {
+        if token_auth {
+            // Token credentials only; this build issues no tokens yet.
+            return (None, None);
+        }
+        match self.users.credential(username, mech) {
+            Ok(Some(c)) => (
+                Some(c),
+                Some(Identity {
+                    principal: Principal::user(username),
+                    token_authenticated: false,
+                    token_expiry_ms: None,
+                }),
+            ),
+            Ok(None) => (None, None),
+            Err(e) => {
+                tracing::error!("credential lookup failed: {e}");
+                (None, None)
+            }
+        }
+    }
+
+    /// Checks a PLAIN password against the user's stored SCRAM credential, SHA-512 first
+    /// (T-PLAIN-2). An unknown user costs the same PBKDF2 work as a known one.
+    pub fn plain_verify(&self, username: &str, password: &str) -> bool {
+        for m in [ScramMechanism::Sha512, ScramMechanism::Sha256] {
+            match self.users.credential(username, m) {
+                Ok(Some(c)) => return c.verify_password(m, password.as_bytes()),
+                Ok(None) => {}
+                Err(e) => {
+                    tracing::error!("credential lookup failed: {e}");
+                    return false;
+                }
+            }
+        }
+        let salt = ktb_protocol::scram::fake_salt(&self.fake_salt_key, ScramMechanism::Sha512, username);
+        let _ = ScramMechanism::Sha512.salted_password(password.as_bytes(), &salt, BOOTSTRAP_ITERATIONS);
+        false
     }
 
     /// True when `principal` is listed in `super.users`.
@@ -66,6 +168,31 @@ impl Broker {
     pub fn data_dir(&self) -> &std::path::Path {
         self.data_dir.path()
     }
+}
+
+/// Creates `ktb.bootstrap.user` when the store has no users (T-ZERO-4). Returns the
+/// password when it was generated, so the caller can show it once.
+fn bootstrap_user(config: &Config, users: &Users, password: Option<String>) -> Result<Option<String>, StartupError> {
+    let store_err = |e: crate::store::StoreError| StartupError(format!("cannot read or write users: {e}"));
+    if !users.is_empty().map_err(store_err)? {
+        return Ok(None);
+    }
+    let name = &config.bootstrap_user;
+    let (password, generated) = match password.filter(|p| !p.is_empty()) {
+        Some(p) => (p, false),
+        None => {
+            use base64::Engine;
+            (base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(random_bytes::<24>()?), true)
+        }
+    };
+    let changes: Vec<(String, Alteration)> =
+        new_user_credentials(&password, BOOTSTRAP_ITERATIONS)?.into_iter().map(|a| (name.clone(), a)).collect();
+    users.alter(&changes).map_err(store_err)?;
+    info!(user = %name, "created the bootstrap user (SCRAM-SHA-256 and SCRAM-SHA-512)");
+    if !config.super_users.contains(&Principal::user(name)) {
+        warn!(user = %name, "super.users does not list the bootstrap user; it cannot manage users");
+    }
+    Ok(generated.then_some(password))
 }
 
 /// A bound listener and what it tells clients about itself.
@@ -88,24 +215,18 @@ impl Server {
     pub async fn bind(broker: Broker) -> Result<Server, StartupError> {
         let mut listeners = Vec::new();
         for l in &broker.config.listeners {
-            if l.protocol != SecurityProtocol::Plaintext {
+            if l.protocol == SecurityProtocol::SaslSsl {
                 return Err(StartupError(format!(
-                    "listener {}: {} is not served by this build yet; use a PLAINTEXT listener",
-                    l.name,
-                    l.protocol.name()
+                    "listener {}: SASL_SSL is not served by this build yet; use SASL_PLAINTEXT (behind a TLS \
+                     terminator if the network is untrusted)",
+                    l.name
                 )));
             }
-            let host = if l.bind.host.is_empty() {
-                "0.0.0.0"
-            } else {
-                l.bind.host.as_str()
-            };
+            let host = if l.bind.host.is_empty() { "0.0.0.0" } else { l.bind.host.as_str() };
             let tcp = TcpListener::bind((host, l.bind.port))
                 .await
                 .map_err(|e| StartupError(format!("listener {}: cannot bind {host}:{}: {e}", l.name, l.bind.port)))?;
-            let local = tcp
-                .local_addr()
-                .map_err(|e| StartupError(format!("listener {}: {e}", l.name)))?;
+            let local = tcp.local_addr().map_err(|e| StartupError(format!("listener {}: {e}", l.name)))?;
             let advertised = l.advertised.clone().unwrap_or_else(|| HostPort {
                 host: if l.bind.host.is_empty() {
                     gethostname::gethostname().to_string_lossy().into_owned()
@@ -114,17 +235,9 @@ impl Server {
                 },
                 port: local.port(),
             });
-            listeners.push(BoundListener {
-                name: l.name.clone(),
-                protocol: l.protocol,
-                tcp,
-                advertised,
-            });
+            listeners.push(BoundListener { name: l.name.clone(), protocol: l.protocol, tcp, advertised });
         }
-        Ok(Server {
-            broker: Arc::new(broker),
-            listeners,
-        })
+        Ok(Server { broker: Arc::new(broker), listeners })
     }
 
     /// The bound address of each listener, in configuration order.
@@ -139,10 +252,7 @@ impl Server {
         let Server { broker, listeners } = self;
         for l in &listeners {
             if let Ok(addr) = l.tcp.local_addr() {
-                info!(
-                    "listening on {}://{addr} (advertised as {}:{})",
-                    l.name, l.advertised.host, l.advertised.port
-                );
+                info!("listening on {}://{addr} (advertised as {}:{})", l.name, l.advertised.host, l.advertised.port);
             }
             if l.protocol == SecurityProtocol::Plaintext {
                 warn!(

@@ -1,7 +1,9 @@
 //! Durable storage behind a trait that knows nothing about Kafka (T-PERSIST-3).
 //!
-//! The broker talks to `dyn Store`; the embedded sled store is the default and a
-//! distributed store can stand beside it.
+//! The store holds opaque records under byte keys; the layers above (users, tokens)
+//! choose the keys and encode the records. A batch of puts and deletes is applied
+//! atomically, and [`Store::flush`] makes everything applied so far durable. The embedded
+//! sled store is the default; a distributed store implements the same trait.
 
 mod sled_store;
 
@@ -21,10 +23,44 @@ pub enum StoreError {
         /// The newest version this build reads.
         supported: u32,
     },
+    /// A record could not be decoded.
+    #[error("corrupt record under key {key}: {reason}")]
+    Corrupt {
+        /// The key, lossily printed.
+        key: String,
+        /// What is wrong.
+        reason: String,
+    },
+}
+
+/// A stored record: its key and value.
+pub type Record = (Vec<u8>, Vec<u8>);
+
+/// One change in an atomic batch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Op {
+    /// Set `key` to `value`.
+    Put(Vec<u8>, Vec<u8>),
+    /// Remove `key` (no error if absent).
+    Delete(Vec<u8>),
 }
 
 /// Durable storage for the broker's state.
 pub trait Store: Send + Sync + 'static {
+    /// The value under `key`.
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError>;
+    /// Every `(key, value)` whose key starts with `prefix`, in key order.
+    fn scan_prefix(&self, prefix: &[u8]) -> Result<Vec<Record>, StoreError>;
+    /// True when some key starts with `prefix`.
+    fn any_with_prefix(&self, prefix: &[u8]) -> Result<bool, StoreError>;
+    /// Applies every op or none of them.
+    fn apply(&self, ops: Vec<Op>) -> Result<(), StoreError>;
     /// Makes every write so far durable.
     fn flush(&self) -> Result<(), StoreError>;
+
+    /// Applies a batch and makes it durable before returning (T-PERSIST-1).
+    fn apply_durable(&self, ops: Vec<Op>) -> Result<(), StoreError> {
+        self.apply(ops)?;
+        self.flush()
+    }
 }

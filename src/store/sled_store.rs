@@ -2,15 +2,17 @@
 
 use std::path::Path;
 
-use super::{Store, StoreError};
+use super::{Op, Record, Store, StoreError};
 
 /// The schema version this build writes and reads.
 const SCHEMA_VERSION: u32 = 1;
 const SCHEMA_KEY: &[u8] = b"schema_version";
 
-/// A store in a sled database directory.
+/// A store in a sled database directory. Records live in one tree so that any batch of
+/// them is a single atomic sled batch.
 pub struct SledStore {
     db: sled::Db,
+    records: sled::Tree,
 }
 
 fn io(e: sled::Error) -> StoreError {
@@ -26,12 +28,9 @@ impl SledStore {
             Some(raw) => {
                 let found = <[u8; 4]>::try_from(raw.as_ref())
                     .map(u32::from_be_bytes)
-                    .map_err(|_| StoreError::Io("corrupt schema version record".into()))?;
+                    .map_err(|_| StoreError::Corrupt { key: "schema_version".into(), reason: "not 4 bytes".into() })?;
                 if found > SCHEMA_VERSION {
-                    return Err(StoreError::NewerSchema {
-                        found,
-                        supported: SCHEMA_VERSION,
-                    });
+                    return Err(StoreError::NewerSchema { found, supported: SCHEMA_VERSION });
                 }
             }
             None => {
@@ -39,11 +38,35 @@ impl SledStore {
                 db.flush().map_err(io)?;
             }
         }
-        Ok(SledStore { db })
+        let records = db.open_tree("records").map_err(io)?;
+        Ok(SledStore { db, records })
     }
 }
 
 impl Store for SledStore {
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self.records.get(key).map_err(io)?.map(|v| v.to_vec()))
+    }
+
+    fn scan_prefix(&self, prefix: &[u8]) -> Result<Vec<Record>, StoreError> {
+        self.records.scan_prefix(prefix).map(|r| r.map(|(k, v)| (k.to_vec(), v.to_vec())).map_err(io)).collect()
+    }
+
+    fn any_with_prefix(&self, prefix: &[u8]) -> Result<bool, StoreError> {
+        Ok(self.records.scan_prefix(prefix).next().transpose().map_err(io)?.is_some())
+    }
+
+    fn apply(&self, ops: Vec<Op>) -> Result<(), StoreError> {
+        let mut batch = sled::Batch::default();
+        for op in ops {
+            match op {
+                Op::Put(k, v) => batch.insert(k, v),
+                Op::Delete(k) => batch.remove(k),
+            }
+        }
+        self.records.apply_batch(batch).map_err(io)
+    }
+
     fn flush(&self) -> Result<(), StoreError> {
         self.db.flush().map(|_| ()).map_err(io)
     }
@@ -61,10 +84,7 @@ mod tests {
         SledStore::open(&path).unwrap().flush().unwrap();
         {
             let db = sled::open(&path).unwrap();
-            db.open_tree("meta")
-                .unwrap()
-                .insert(SCHEMA_KEY, &(SCHEMA_VERSION + 1).to_be_bytes())
-                .unwrap();
+            db.open_tree("meta").unwrap().insert(SCHEMA_KEY, &(SCHEMA_VERSION + 1).to_be_bytes()).unwrap();
             db.flush().unwrap();
         }
         match SledStore::open(&path) {
@@ -72,5 +92,30 @@ mod tests {
             Err(e) => panic!("unexpected error {e}"),
             Ok(_) => panic!("a newer schema must be refused"),
         }
+    }
+
+    /// T-PERSIST-3: batches are atomic, prefixes scan in key order, data survives reopen.
+    #[test]
+    fn t_persist_3_batches_scans_and_reopen() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("store");
+        {
+            let s = SledStore::open(&path).unwrap();
+            s.apply_durable(vec![
+                Op::Put(b"a/2".to_vec(), b"two".to_vec()),
+                Op::Put(b"a/1".to_vec(), b"one".to_vec()),
+                Op::Put(b"b/1".to_vec(), b"other".to_vec()),
+            ])
+            .unwrap();
+            s.apply_durable(vec![Op::Delete(b"b/1".to_vec()), Op::Delete(b"missing".to_vec())]).unwrap();
+        }
+        let s = SledStore::open(&path).unwrap();
+        assert_eq!(
+            s.scan_prefix(b"a/").unwrap(),
+            vec![(b"a/1".to_vec(), b"one".to_vec()), (b"a/2".to_vec(), b"two".to_vec())]
+        );
+        assert_eq!(s.get(b"a/2").unwrap(), Some(b"two".to_vec()));
+        assert!(!s.any_with_prefix(b"b/").unwrap());
+        assert!(s.any_with_prefix(b"a/").unwrap());
     }
 }

@@ -11,14 +11,22 @@ use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use kafka_protocol::messages::{ApiKey, RequestKind, ResponseKind};
+use kafka_protocol::messages::{SaslAuthenticateRequest, SaslAuthenticateResponse, SaslHandshakeRequest};
+use kafka_protocol::protocol::StrBytes;
+use kafka_token_broker::clock::{Clock, ManualClock, SystemClock};
 use kafka_token_broker::config::Config;
-use kafka_token_broker::server::{Broker, Server};
+use kafka_token_broker::server::{Broker, Server, StartOptions};
 use ktb_protocol::client::{decode_response, encode_request};
 use ktb_protocol::frame::decode_frame;
+use ktb_protocol::scram::{ScramClient, ScramMechanism};
+use std::sync::Arc;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
+
+/// The bootstrap user's password in in-process test brokers.
+pub const ADMIN_PASSWORD: &str = "admin-secret-for-tests";
 
 /// A broker running inside the test process on an ephemeral loopback port.
 pub struct TestBroker {
@@ -42,24 +50,45 @@ pub fn base_overrides(data_dir: &Path) -> Vec<(String, String)> {
 impl TestBroker {
     /// Starts a broker with the base properties plus `extra`.
     pub async fn start(extra: &[(&str, &str)]) -> TestBroker {
+        Self::start_with(extra, Arc::new(SystemClock)).await
+    }
+
+    /// Starts a SASL_PLAINTEXT broker whose bootstrap user is `admin` / [`ADMIN_PASSWORD`].
+    pub async fn start_sasl(extra: &[(&str, &str)]) -> TestBroker {
+        let mut all =
+            vec![("listeners", "SASL_PLAINTEXT://127.0.0.1:0"), ("connection.failed.authentication.delay.ms", "0")];
+        all.extend_from_slice(extra);
+        Self::start_with(&all, Arc::new(SystemClock)).await
+    }
+
+    /// As [`TestBroker::start_sasl`], on a manual clock.
+    pub async fn start_sasl_with_clock(extra: &[(&str, &str)], clock: Arc<ManualClock>) -> TestBroker {
+        let mut all =
+            vec![("listeners", "SASL_PLAINTEXT://127.0.0.1:0"), ("connection.failed.authentication.delay.ms", "0")];
+        all.extend_from_slice(extra);
+        Self::start_with(&all, clock).await
+    }
+
+    /// Starts a broker with the base properties plus `extra` on `clock`.
+    pub async fn start_with(extra: &[(&str, &str)], clock: Arc<dyn Clock>) -> TestBroker {
         let data_dir = tempfile::tempdir().unwrap();
+        Self::start_in(data_dir, extra, clock).await
+    }
+
+    /// Starts a broker on an existing directory (for restarts).
+    pub async fn start_in(data_dir: tempfile::TempDir, extra: &[(&str, &str)], clock: Arc<dyn Clock>) -> TestBroker {
         let mut overrides = base_overrides(data_dir.path());
         overrides.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
         let (config, _) = Config::load(None, [], &overrides).unwrap();
-        let server = Server::bind(Broker::open(config).unwrap()).await.unwrap();
+        let options = StartOptions { clock, admin_password: Some(ADMIN_PASSWORD.to_owned()) };
+        let server = Server::bind(Broker::open(config, options).unwrap()).await.unwrap();
         let addrs = server.local_addrs();
         let addr = addrs[0];
         let (tx, rx) = oneshot::channel();
         let task = tokio::spawn(server.run(async move {
             let _ = rx.await;
         }));
-        TestBroker {
-            addr,
-            addrs,
-            data_dir,
-            stop: Some(tx),
-            task: Some(task),
-        }
+        TestBroker { addr, addrs, data_dir, stop: Some(tx), task: Some(task) }
     }
 
     pub async fn connect(&self) -> TestClient {
@@ -74,10 +103,7 @@ impl TestBroker {
 
     pub fn cluster_id_on_disk(&self) -> String {
         let text = std::fs::read_to_string(self.data_dir.path().join("data/meta.properties")).unwrap();
-        text.lines()
-            .find_map(|l| l.strip_prefix("cluster.id="))
-            .unwrap()
-            .to_owned()
+        text.lines().find_map(|l| l.strip_prefix("cluster.id=")).unwrap().to_owned()
     }
 }
 
@@ -91,11 +117,7 @@ pub struct TestClient {
 impl TestClient {
     pub async fn connect(addr: SocketAddr) -> TestClient {
         let stream = TcpStream::connect(addr).await.unwrap();
-        TestClient {
-            stream,
-            buf: BytesMut::new(),
-            next_correlation: 1,
-        }
+        TestClient { stream, buf: BytesMut::new(), next_correlation: 1 }
     }
 
     /// Sends a request and returns its correlation id.
@@ -140,6 +162,65 @@ impl TestClient {
         self.recv(key, version, id).await
     }
 
+    /// SaslHandshake at `version` for `mechanism`; returns (error code, mechanisms).
+    pub async fn handshake(&mut self, version: i16, mechanism: &str) -> (i16, Vec<String>) {
+        let req = SaslHandshakeRequest::default().with_mechanism(StrBytes::from_string(mechanism.to_owned()));
+        match self.call(ApiKey::SaslHandshake, version, req.into()).await {
+            ResponseKind::SaslHandshake(r) => (r.error_code, r.mechanisms.iter().map(|m| m.to_string()).collect()),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    /// One SaslAuthenticate round trip at `version`.
+    pub async fn authenticate(&mut self, version: i16, bytes: &[u8]) -> SaslAuthenticateResponse {
+        let req = SaslAuthenticateRequest::default().with_auth_bytes(bytes::Bytes::copy_from_slice(bytes));
+        match self.call(ApiKey::SaslAuthenticate, version, req.into()).await {
+            ResponseKind::SaslAuthenticate(r) => r,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    /// A full SCRAM login after a v1 handshake, with SaslAuthenticate v2. Returns the
+    /// last SaslAuthenticate response (error 0 and server-final on success, or the error).
+    pub async fn scram_login(
+        &mut self,
+        mech: ScramMechanism,
+        user: &str,
+        password: &str,
+        token_auth: bool,
+    ) -> SaslAuthenticateResponse {
+        let (code, _) = self.handshake(1, mech.name()).await;
+        assert_eq!(code, 0, "handshake for {}", mech.name());
+        self.scram_exchange(mech, user, password, token_auth).await
+    }
+
+    /// The SCRAM messages of a login (the handshake already done).
+    pub async fn scram_exchange(
+        &mut self,
+        mech: ScramMechanism,
+        user: &str,
+        password: &str,
+        token_auth: bool,
+    ) -> SaslAuthenticateResponse {
+        let client = ScramClient::new(mech, user, "testclientnonce0123456789", token_auth);
+        let first = self.authenticate(2, &client.client_first()).await;
+        if first.error_code != 0 {
+            return first;
+        }
+        let (sent, last) = client.client_final(&first.auth_bytes, password.as_bytes()).unwrap();
+        let fin = self.authenticate(2, &last).await;
+        if fin.error_code == 0 {
+            sent.verify_server_final(&fin.auth_bytes).expect("server-final proves the server knows the key");
+        }
+        fin
+    }
+
+    /// Logs in as the test broker's bootstrap admin with SCRAM-SHA-512, or panics.
+    pub async fn login_admin(&mut self) {
+        let r = self.scram_login(ScramMechanism::Sha512, "admin", ADMIN_PASSWORD, false).await;
+        assert_eq!(r.error_code, 0, "{:?}", r.error_message);
+    }
+
     /// True when the broker closes the connection without sending anything more.
     pub async fn closed_without_response(&mut self) -> bool {
         self.read_frame().await.is_none()
@@ -164,12 +245,7 @@ impl KtbProcess {
     /// KTB_* environment), waiting until it listens or exits.
     pub fn start(cwd: &Path, args: &[&str], env: &[(&str, &str)]) -> KtbProcess {
         let mut cmd = Command::new(ktb_bin());
-        cmd.arg("serve")
-            .args(args)
-            .current_dir(cwd)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
+        cmd.arg("serve").args(args).current_dir(cwd).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
         for (k, _) in std::env::vars().filter(|(k, _)| k.starts_with("KTB_")) {
             cmd.env_remove(k);
         }
@@ -187,12 +263,7 @@ impl KtbProcess {
                 }
             }
         });
-        let mut p = KtbProcess {
-            child,
-            addr: None,
-            log: rx,
-            seen: Default::default(),
-        };
+        let mut p = KtbProcess { child, addr: None, log: rx, seen: Default::default() };
         p.addr = p.wait_for_log("listening on ").and_then(|l| parse_listen_addr(&l));
         p
     }
@@ -216,11 +287,7 @@ impl KtbProcess {
 
     /// Sends a signal with the `kill` command.
     pub fn signal(&self, sig: &str) {
-        let ok = Command::new("kill")
-            .arg(format!("-{sig}"))
-            .arg(self.child.id().to_string())
-            .status()
-            .unwrap();
+        let ok = Command::new("kill").arg(format!("-{sig}")).arg(self.child.id().to_string()).status().unwrap();
         assert!(ok.success());
     }
 

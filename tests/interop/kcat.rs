@@ -19,16 +19,9 @@ fn kcat() -> Command {
 #[test]
 fn kcat_lists_the_broker_over_plaintext() {
     let cwd = tempfile::tempdir().unwrap();
-    let p = KtbProcess::start(
-        cwd.path(),
-        &[],
-        &[("KTB_LISTENERS", "PLAINTEXT://127.0.0.1:0"), ("KTB_NODE_ID", "3")],
-    );
+    let p = KtbProcess::start(cwd.path(), &[], &[("KTB_LISTENERS", "PLAINTEXT://127.0.0.1:0"), ("KTB_NODE_ID", "3")]);
     let addr = p.addr.expect("ktb listens");
-    let out = kcat()
-        .args(["-b", &addr.to_string(), "-L", "-m", "10"])
-        .output()
-        .unwrap();
+    let out = kcat().args(["-b", &addr.to_string(), "-L", "-m", "10"]).output().unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "kcat failed: {stdout}\n{stderr}");
@@ -43,13 +36,7 @@ fn kcat_sees_requested_topics_as_unknown() {
     let cwd = tempfile::tempdir().unwrap();
     let p = KtbProcess::start(cwd.path(), &[], &[("KTB_LISTENERS", "PLAINTEXT://127.0.0.1:0")]);
     let addr = p.addr.expect("ktb listens");
-    let out = kcat()
-        .args(["-b", &addr.to_string(), "-L", "-t", "orders", "-m", "10"])
-        .output()
-        .unwrap();
+    let out = kcat().args(["-b", &addr.to_string(), "-L", "-t", "orders", "-m", "10"]).output().unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        stdout.contains("topic \"orders\" with 0 partitions: Broker: Unknown topic or partition"),
-        "{stdout}"
-    );
+    assert!(stdout.contains("topic \"orders\" with 0 partitions: Broker: Unknown topic or partition"), "{stdout}");
 }

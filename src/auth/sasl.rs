@@ -1,0 +1,417 @@
+//! The per-connection SASL state machine (SPEC §3.1–3.3, §3.9).
+//!
+//! It takes decoded requests (or raw SASL frames after a v0 handshake) and returns what
+//! the connection should do; it never touches a socket. The connection task performs the
+//! action, including the failed-authentication delay.
+
+use std::net::SocketAddr;
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use kafka_protocol::messages::{ApiKey, RequestKind, ResponseKind, SaslAuthenticateResponse, SaslHandshakeResponse};
+use kafka_protocol::protocol::StrBytes;
+use ktb_protocol::error_code;
+use ktb_protocol::plain::parse_plain;
+use ktb_protocol::request::Header;
+use ktb_protocol::scram::{self, ScramError, ScramMechanism, ServerFirstSent};
+use tracing::{info, warn};
+
+use super::{Principal, Session};
+use crate::api;
+use crate::config::Mechanism;
+use crate::server::Broker;
+
+/// What the connection should do with a frame.
+#[derive(Debug)]
+pub enum Action {
+    /// Send this response and carry on.
+    Reply(ResponseKind),
+    /// Send these raw SASL bytes as a frame (handshake v0) and carry on.
+    RawReply(Vec<u8>),
+    /// Answer ApiVersions at an unknown version (T-APIV-4) and carry on.
+    ReplyUnsupportedApiVersions,
+    /// Authentication failed: wait `connection.failed.authentication.delay.ms`, send this
+    /// response if there is one, then close (T-SASL-11).
+    FailAndClose(Option<ResponseKind>),
+    /// Close at once without a response.
+    Close,
+    /// The connection is authenticated: hand the request to the API layer.
+    Serve,
+}
+
+/// Who a successful exchange authenticated, and until when a token stays valid.
+#[derive(Debug, Clone)]
+pub struct Identity {
+    /// The principal.
+    pub principal: Principal,
+    /// True for a delegation-token login.
+    pub token_authenticated: bool,
+    /// The token's expiry, for token logins (bounds the session, T-REAUTH-1).
+    pub token_expiry_ms: Option<i64>,
+}
+
+enum Step {
+    ScramFirst(ScramMechanism),
+    ScramFinal(Box<ServerFirstSent>, Option<Identity>),
+    Plain,
+}
+
+struct Exchange {
+    mechanism: Mechanism,
+    /// Handshake v0: SASL messages arrive as raw frames.
+    raw: bool,
+    reauth: bool,
+    step: Step,
+}
+
+enum State {
+    /// Fresh, or after an ApiVersions error reply: ApiVersions or SaslHandshake.
+    VersionsOrHandshake,
+    /// After a successful ApiVersions: only SaslHandshake.
+    Handshake,
+    /// After SaslHandshake: the mechanism's messages.
+    Authenticating(Exchange),
+    /// A re-authentication handshake named a mechanism other than the original one: the
+    /// next frame closes the connection (T-REAUTH-4).
+    ReauthWithOtherMechanism,
+    /// Authenticated.
+    Complete,
+}
+
+/// One connection's authentication state.
+pub struct Authenticator {
+    peer: SocketAddr,
+    state: State,
+    session: Session,
+    mechanism: Option<Mechanism>,
+    /// When the session ends (absent: it never does).
+    session_expiry_ms: Option<i64>,
+    last_reauth_start_ms: Option<i64>,
+}
+
+/// The session lifetime and expiry for an authentication completing at `now`
+/// (T-REAUTH-1), with the lifetime clamped to `i32::MAX` ms (D-19).
+pub fn session_lifetime(now: i64, max_reauth_ms: i64, token_expiry_ms: Option<i64>) -> (i64, Option<i64>) {
+    let lifetime = match (token_expiry_ms, max_reauth_ms > 0) {
+        (None, false) => return (0, None),
+        (None, true) => max_reauth_ms,
+        (Some(x), false) => x.saturating_sub(now).max(0),
+        (Some(x), true) => x.saturating_sub(now).min(max_reauth_ms).max(0),
+    };
+    let lifetime = lifetime.min(i32::MAX as i64);
+    (lifetime, Some(now.saturating_add(lifetime)))
+}
+
+fn mechanism_names(broker: &Broker) -> Vec<StrBytes> {
+    broker.config.sasl_mechanisms.iter().map(|m| StrBytes::from_static_str(m.name())).collect()
+}
+
+fn scram_of(m: Mechanism) -> Option<ScramMechanism> {
+    match m {
+        Mechanism::ScramSha256 => Some(ScramMechanism::Sha256),
+        Mechanism::ScramSha512 => Some(ScramMechanism::Sha512),
+        Mechanism::Plain => None,
+    }
+}
+
+/// A fresh 128-bit server nonce in URL-safe base64 (T-SCRAM-7).
+fn server_nonce() -> Option<String> {
+    let mut bytes = [0u8; 16];
+    getrandom::fill(&mut bytes).ok()?;
+    Some(URL_SAFE_NO_PAD.encode(bytes))
+}
+
+/// Why a SASL message failed, mapped to the text the client sees (SPEC §3.7).
+enum Failure {
+    Generic,
+    Specific(String),
+}
+
+impl Authenticator {
+    /// A connection on a SASL listener, not yet authenticated.
+    pub fn sasl(peer: SocketAddr) -> Self {
+        Authenticator {
+            peer,
+            state: State::VersionsOrHandshake,
+            session: Session::plaintext(),
+            mechanism: None,
+            session_expiry_ms: None,
+            last_reauth_start_ms: None,
+        }
+    }
+
+    /// A connection on a PLAINTEXT listener: authenticated as `User:ANONYMOUS` at once.
+    pub fn plaintext(peer: SocketAddr) -> Self {
+        Authenticator { state: State::Complete, ..Self::sasl(peer) }
+    }
+
+    /// The session, meaningful once [`Action::Serve`] has been returned.
+    pub fn session(&self) -> &Session {
+        &self.session
+    }
+
+    /// True when the next frame is a raw SASL message (after a v0 handshake).
+    pub fn expects_raw(&self) -> bool {
+        matches!(&self.state, State::Authenticating(e) if e.raw)
+    }
+
+    /// The frame size limit in force (T-WIRE-2).
+    pub fn frame_limit(&self, broker: &Broker) -> i32 {
+        match self.state {
+            State::Complete => broker.config.socket_request_max_bytes,
+            _ => broker.config.sasl_server_max_receive_size,
+        }
+    }
+
+    fn expired(&self, now: i64) -> bool {
+        self.session_expiry_ms.is_some_and(|e| now > e)
+    }
+
+    /// ApiVersions at a version outside 0–4.
+    pub fn on_unsupported_api_versions(&mut self, broker: &Broker) -> Action {
+        match self.state {
+            State::VersionsOrHandshake => Action::ReplyUnsupportedApiVersions,
+            State::Complete if self.expired(broker.clock.now_ms()) => Action::Close,
+            State::Complete => Action::ReplyUnsupportedApiVersions,
+            _ => Action::Close,
+        }
+    }
+
+    /// A decoded request.
+    pub fn on_request(&mut self, broker: &Broker, header: &Header, body: &RequestKind) -> Action {
+        let now = broker.clock.now_ms();
+        match &mut self.state {
+            State::VersionsOrHandshake | State::Handshake => self.pre_auth(broker, header, body),
+            State::ReauthWithOtherMechanism => Action::Close,
+            State::Authenticating(e) if e.raw => Action::Close,
+            State::Authenticating(_) => match body {
+                RequestKind::SaslAuthenticate(req) => {
+                    let version = header.version;
+                    match self.step(broker, &req.auth_bytes) {
+                        Ok((bytes, lifetime)) => {
+                            let mut resp = SaslAuthenticateResponse::default()
+                                .with_error_message(None)
+                                .with_auth_bytes(bytes.into());
+                            if version >= 1 {
+                                resp.session_lifetime_ms = lifetime;
+                            }
+                            Action::Reply(resp.into())
+                        }
+                        Err(message) => Action::FailAndClose(Some(
+                            SaslAuthenticateResponse::default()
+                                .with_error_code(error_code::SASL_AUTHENTICATION_FAILED)
+                                .with_error_message(Some(StrBytes::from_string(message)))
+                                .into(),
+                        )),
+                    }
+                }
+                // T-REAUTH-6 and §3.1: another request mid-exchange gets 34, then close.
+                other => Action::FailAndClose(api::error_response(
+                    header,
+                    other,
+                    error_code::ILLEGAL_SASL_STATE,
+                    &format!(
+                        "Unexpected Kafka request of type {} during SASL handshake.",
+                        api::kafka_name(header.api_key)
+                    ),
+                )),
+            },
+            State::Complete => match body {
+                RequestKind::SaslHandshake(req) if self.may_begin_reauth(now, header.version) => {
+                    self.last_reauth_start_ms = Some(now);
+                    self.handshake(broker, header.version, req.mechanism.as_str(), true)
+                }
+                _ if self.expired(now) => {
+                    info!(peer = %self.peer, principal = %self.session.principal, "session expired; closing");
+                    Action::Close
+                }
+                _ => Action::Serve,
+            },
+        }
+    }
+
+    /// T-REAUTH-3: a v1 handshake on a session that has an expiry, at least one second
+    /// after the previous re-authentication began.
+    fn may_begin_reauth(&self, now: i64, version: i16) -> bool {
+        version >= 1
+            && self.session_expiry_ms.is_some()
+            && self.last_reauth_start_ms.is_none_or(|last| now.saturating_sub(last) >= 1000)
+    }
+
+    fn pre_auth(&mut self, broker: &Broker, header: &Header, body: &RequestKind) -> Action {
+        match (&self.state, body) {
+            (State::VersionsOrHandshake, RequestKind::ApiVersions(req)) => {
+                let resp = api::api_versions::handle(header.version, req);
+                self.state =
+                    if api::api_versions::is_error(&resp) { State::VersionsOrHandshake } else { State::Handshake };
+                Action::Reply(resp.into())
+            }
+            (_, RequestKind::SaslHandshake(req)) => {
+                self.handshake(broker, header.version, req.mechanism.as_str(), false)
+            }
+            // A second ApiVersions, or anything else before the handshake (T-SASL-1).
+            _ => Action::Close,
+        }
+    }
+
+    fn handshake(&mut self, broker: &Broker, version: i16, name: &str, reauth: bool) -> Action {
+        let enabled = broker.config.sasl_mechanisms.iter().copied().find(|m| m.name() == name);
+        let resp = SaslHandshakeResponse::default().with_mechanisms(mechanism_names(broker));
+        let Some(mechanism) = enabled else {
+            info!(peer = %self.peer, mechanism = %name.chars().take(64).collect::<String>(), "unsupported SASL mechanism");
+            return Action::FailAndClose(Some(resp.with_error_code(error_code::UNSUPPORTED_SASL_MECHANISM).into()));
+        };
+        if reauth && self.mechanism != Some(mechanism) {
+            self.state = State::ReauthWithOtherMechanism;
+            return Action::Reply(resp.into());
+        }
+        let step = match scram_of(mechanism) {
+            Some(m) => Step::ScramFirst(m),
+            None => Step::Plain,
+        };
+        self.state = State::Authenticating(Exchange { mechanism, raw: version == 0, reauth, step });
+        Action::Reply(resp.into())
+    }
+
+    /// A raw SASL frame after a v0 handshake: raw reply, or close with no response.
+    pub fn on_raw(&mut self, broker: &Broker, bytes: &[u8]) -> Action {
+        match self.step(broker, bytes) {
+            Ok((reply, _)) => Action::RawReply(reply),
+            Err(_) => Action::FailAndClose(None),
+        }
+    }
+
+    /// Feeds one client message to the exchange. Returns the server's reply and, when the
+    /// exchange completes, the session lifetime; or the client-visible failure message.
+    fn step(&mut self, broker: &Broker, msg: &[u8]) -> Result<(Vec<u8>, i64), String> {
+        let State::Authenticating(exchange) = std::mem::replace(&mut self.state, State::Complete) else {
+            return Err("no SASL exchange in progress".into());
+        };
+        let Exchange { mechanism, raw, reauth, step } = exchange;
+        let phase = if reauth { "re-authentication" } else { "authentication" };
+        let generic = || {
+            format!(
+                "Authentication failed during {phase} due to invalid credentials with SASL mechanism {}",
+                mechanism.name()
+            )
+        };
+        let outcome = match step {
+            Step::ScramFirst(m) => match scram::parse_client_first(msg) {
+                Ok(cf) => {
+                    let (credential, identity) = broker.scram_lookup(&cf.username, m, cf.token_auth);
+                    let fake_salt = scram::fake_salt(&broker.fake_salt_key, m, &cf.username);
+                    let Some(snonce) = server_nonce() else {
+                        warn!("no randomness for a SCRAM nonce");
+                        return Err(generic());
+                    };
+                    let (sent, server_first) = scram::server_first(m, cf, credential, fake_salt, &snonce);
+                    self.state = State::Authenticating(Exchange {
+                        mechanism,
+                        raw,
+                        reauth,
+                        step: Step::ScramFinal(Box::new(sent), identity),
+                    });
+                    return Ok((server_first, 0));
+                }
+                Err(ScramError::AuthzidMismatch) => Err(Failure::Specific(
+                    "Authentication failed: Client requested an authorization id that is different from username"
+                        .into(),
+                )),
+                Err(ScramError::InvalidCredentials) => Err(Failure::Generic),
+            },
+            Step::ScramFinal(sent, identity) => {
+                let username = sent.client_first().username.clone();
+                match (sent.client_final(msg), identity) {
+                    (Ok(server_final), Some(identity)) => Ok((server_final, identity)),
+                    _ => {
+                        self.log_failure(mechanism, &username);
+                        Err(Failure::Generic)
+                    }
+                }
+            }
+            Step::Plain => match parse_plain(msg) {
+                Err(e) => Err(Failure::Specific(e.to_string())),
+                Ok(p) => match broker.plain_verify(&p.username, &p.password) {
+                    false => {
+                        self.log_failure(mechanism, &p.username);
+                        Err(Failure::Specific("Authentication failed: Invalid username or password".into()))
+                    }
+                    true if !p.authzid.is_empty() && p.authzid != p.username => Err(Failure::Specific(
+                        "Authentication failed: Client requested an authorization id that is different from username"
+                            .into(),
+                    )),
+                    true => Ok((
+                        Vec::new(),
+                        Identity {
+                            principal: Principal::user(&p.username),
+                            token_authenticated: false,
+                            token_expiry_ms: None,
+                        },
+                    )),
+                },
+            },
+        };
+        let (reply, identity) = outcome.map_err(|f| match f {
+            Failure::Generic => generic(),
+            Failure::Specific(s) => s,
+        })?;
+        if reauth && identity.principal != self.session.principal {
+            let (old, new) = (&self.session.principal, &identity.principal);
+            return Err(format!(
+                "Cannot change principals during re-authentication from {}.{}: {}.{}",
+                old.kind, old.name, new.kind, new.name
+            ));
+        }
+        let now = broker.clock.now_ms();
+        let (lifetime, expiry) =
+            session_lifetime(now, broker.config.connections_max_reauth_ms, identity.token_expiry_ms);
+        info!(
+            peer = %self.peer,
+            principal = %identity.principal,
+            mechanism = mechanism.name(),
+            token = identity.token_authenticated,
+            reauth,
+            "authenticated"
+        );
+        self.session = Session {
+            principal: identity.principal,
+            token_authenticated: identity.token_authenticated,
+            authenticated: true,
+        };
+        self.mechanism = Some(mechanism);
+        self.session_expiry_ms = expiry;
+        self.state = State::Complete;
+        Ok((reply, lifetime))
+    }
+
+    fn log_failure(&self, mechanism: Mechanism, username: &str) {
+        let shown: String = username.chars().take(64).collect();
+        info!(peer = %self.peer, mechanism = mechanism.name(), username = %shown, "authentication failed");
+    }
+}
+
+/// True when `key` may arrive before authentication completes.
+pub fn is_sasl_api(key: ApiKey) -> bool {
+    matches!(key, ApiKey::ApiVersions | ApiKey::SaslHandshake | ApiKey::SaslAuthenticate)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// T-REAUTH-1: the four cases of the session-lifetime rule, and D-19's clamp.
+    #[test]
+    fn t_reauth_1_session_lifetime() {
+        let now = 1_000_000;
+        assert_eq!(session_lifetime(now, 0, None), (0, None));
+        assert_eq!(session_lifetime(now, -5, None), (0, None));
+        assert_eq!(session_lifetime(now, 60_000, None), (60_000, Some(now + 60_000)));
+        assert_eq!(session_lifetime(now, 0, Some(now + 5_000)), (5_000, Some(now + 5_000)));
+        assert_eq!(session_lifetime(now, 0, Some(now - 5)), (0, Some(now)));
+        assert_eq!(session_lifetime(now, 60_000, Some(now + 5_000)), (5_000, Some(now + 5_000)));
+        assert_eq!(session_lifetime(now, 3_000, Some(now + 5_000)), (3_000, Some(now + 3_000)));
+        // D-19: a token a month away still gets at most i32::MAX ms.
+        let month = 30 * 24 * 3_600_000;
+        assert_eq!(session_lifetime(now, 0, Some(now + month)), (i32::MAX as i64, Some(now + i32::MAX as i64)));
+    }
+}
