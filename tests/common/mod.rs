@@ -149,6 +149,26 @@ impl TestClient {
         }
     }
 
+    /// Reads one raw frame that may be empty (a raw SASL reply after handshake v0).
+    pub async fn read_frame_allow_empty(&mut self) -> Option<Bytes> {
+        loop {
+            if self.buf.len() >= 4 && self.buf[..4] == [0, 0, 0, 0] {
+                let _ = self.buf.split_to(4);
+                return Some(Bytes::new());
+            }
+            if self.buf.len() >= 4 {
+                return self.read_frame().await;
+            }
+            let n = tokio::time::timeout(Duration::from_secs(10), self.stream.read_buf(&mut self.buf))
+                .await
+                .expect("broker answered within 10 s")
+                .unwrap_or(0);
+            if n == 0 {
+                return None;
+            }
+        }
+    }
+
     /// Reads a response and checks its correlation id.
     pub async fn recv(&mut self, key: ApiKey, version: i16, correlation_id: i32) -> ResponseKind {
         let frame = self.read_frame().await.expect("a response, not a closed connection");
@@ -224,6 +244,33 @@ impl TestClient {
     /// True when the broker closes the connection without sending anything more.
     pub async fn closed_without_response(&mut self) -> bool {
         self.read_frame().await.is_none()
+    }
+}
+
+/// Upserts `name` with both SCRAM mechanisms (8192 iterations) through
+/// AlterUserScramCredentials, in two requests (one alteration per user per request), and
+/// asserts success. `client` must be logged in as a super user.
+pub async fn add_user(client: &mut TestClient, name: &str, password: &str) {
+    use kafka_protocol::messages::AlterUserScramCredentialsRequest;
+    use kafka_protocol::messages::alter_user_scram_credentials_request::ScramCredentialUpsertion;
+    for mech in [ScramMechanism::Sha256, ScramMechanism::Sha512] {
+        let salt = format!("salt-of-{name}-{}", mech.code()).into_bytes();
+        let salted = mech.salted_password(password.as_bytes(), &salt, 8192);
+        let req = AlterUserScramCredentialsRequest::default().with_upsertions(vec![
+            ScramCredentialUpsertion::default()
+                .with_name(StrBytes::from_string(name.to_owned()))
+                .with_mechanism(mech.code())
+                .with_iterations(8192)
+                .with_salt(Bytes::from(salt))
+                .with_salted_password(Bytes::copy_from_slice(salted.expose())),
+        ]);
+        match client.call(ApiKey::AlterUserScramCredentials, 0, req.into()).await {
+            ResponseKind::AlterUserScramCredentials(r) => {
+                assert_eq!(r.results.len(), 1);
+                assert_eq!(r.results[0].error_code, 0, "{:?}", r.results[0].error_message);
+            }
+            other => panic!("{other:?}"),
+        }
     }
 }
 
