@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs the whole test suite on a fresh machine: installs what the tests need (kcat and
-# docker-compose from Debian), checks formatting and lints, validates the compose file,
-# then runs every test, the interop tests with real third-party clients included.
+# docker-compose from Debian, kafka-python from PyPI into tests/interop/.venv), checks
+# formatting and lints, validates the compose file, then runs every test, the interop
+# tests with real third-party clients included.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -14,6 +15,13 @@ if [ ${#missing[@]} -gt 0 ]; then
   echo "==> installing ${missing[*]} from Debian"
   $sudo apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+
+venv=tests/interop/.venv
+if ! "$venv/bin/python" -c 'import kafka' >/dev/null 2>&1; then
+  echo "==> installing kafka-python from PyPI into $venv"
+  python3 -m venv "$venv"
+  "$venv/bin/pip" install --quiet --disable-pip-version-check "kafka-python==3.0.12"
 fi
 
 echo "==> cargo fmt --check"

@@ -40,3 +40,49 @@ fn kcat_sees_requested_topics_as_unknown() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(stdout.contains("topic \"orders\" with 0 partitions: Broker: Unknown topic or partition"), "{stdout}");
 }
+
+fn sasl_broker(cwd: &std::path::Path) -> KtbProcess {
+    KtbProcess::start(
+        cwd,
+        &[],
+        &[("KTB_LISTENERS", "SASL_PLAINTEXT://127.0.0.1:0"), ("KTB_ADMIN_PASSWORD", "kcat-admin-secret")],
+    )
+}
+
+fn kcat_scram(addr: &str, mech: &str, user: &str, password: &str) -> std::process::Output {
+    kcat()
+        .args(["-b", addr, "-L", "-m", "10"])
+        .args(["-X", "security.protocol=SASL_PLAINTEXT", "-X", &format!("sasl.mechanisms={mech}")])
+        .args(["-X", &format!("sasl.username={user}"), "-X", &format!("sasl.password={password}")])
+        .output()
+        .unwrap()
+}
+
+/// T-SASL-2, T-SCRAM-9, T-SCRAM-12: kcat (librdkafka 2.0.2: SaslAuthenticate v0 and a
+/// doubled client nonce) logs in with both SCRAM mechanisms and lists the broker.
+#[test]
+fn kcat_scram_login_lists_the_broker() {
+    let cwd = tempfile::tempdir().unwrap();
+    let p = sasl_broker(cwd.path());
+    let addr = p.addr.expect("ktb listens").to_string();
+    for mech in ["SCRAM-SHA-256", "SCRAM-SHA-512"] {
+        let out = kcat_scram(&addr, mech, "admin", "kcat-admin-secret");
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "{mech}: {stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+        assert!(stdout.contains(&format!("broker 1 at {addr} (controller)")), "{stdout}");
+    }
+}
+
+/// T-SASL-8, T-SASL-10: a wrong password makes kcat report a SASL authentication error
+/// carrying the broker's generic message, and exit 1.
+#[test]
+fn kcat_wrong_password_fails() {
+    let cwd = tempfile::tempdir().unwrap();
+    let p = sasl_broker(cwd.path());
+    let addr = p.addr.expect("ktb listens").to_string();
+    let out = kcat_scram(&addr, "SCRAM-SHA-512", "admin", "wrong");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("SASL authentication error"), "{stderr}");
+    assert!(stderr.contains("invalid credentials with SASL mechanism SCRAM-SHA-512"), "{stderr}");
+}

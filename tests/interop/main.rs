@@ -5,3 +5,4 @@
 mod common;
 
 mod kcat;
+mod python_client;
