@@ -17,7 +17,7 @@ COPY --from=build /src/target/release/ktb /usr/local/bin/ktb
 USER ktb
 WORKDIR /var/lib/ktb
 ENV KTB_DATA_DIR=/var/lib/ktb/data \
-    KTB_LISTENERS=PLAINTEXT://:9092
+    KTB_LISTENERS=SASL_PLAINTEXT://:9092
 EXPOSE 9092
 VOLUME ["/var/lib/ktb"]
 STOPSIGNAL SIGTERM
