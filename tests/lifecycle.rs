@@ -218,3 +218,43 @@ async fn t_life_1_in_process_shutdown_releases_the_data_dir() {
     assert!(c.closed_without_response().await);
     kafka_token_broker::datadir::DataDir::open(&dir.path().join("data"), 1).expect("the lock is released");
 }
+
+/// T-LOG-2: a failed login is logged at INFO with the remote address, the mechanism and
+/// the user name as sent, cut to 64 characters, and never the password.
+#[tokio::test]
+async fn t_log_2_failed_logins_are_logged() {
+    let cwd = tempfile::tempdir().unwrap();
+    let env = [("KTB_LISTENERS", "SASL_PLAINTEXT://127.0.0.1:0"), ("KTB_ADMIN_PASSWORD", "pw-for-log-test")];
+    let p = KtbProcess::start(cwd.path(), &[], &env);
+    let addr = p.addr.unwrap();
+    let long_name = format!("{}{}", "u".repeat(64), "TAIL");
+    let mut c = TestClient::connect(addr).await;
+    assert_eq!(c.scram_login(ScramMechanism::Sha256, &long_name, "guess-123", false).await.error_code, 58);
+    let line = p.wait_for_log("authentication failed").expect("a log line");
+    assert!(line.contains(" INFO "), "{line}");
+    assert!(line.contains("SCRAM-SHA-256"), "{line}");
+    assert!(line.contains("127.0.0.1:"), "{line}");
+    assert!(line.contains(&"u".repeat(64)) && !line.contains("TAIL"), "{line}");
+    assert!(p.log_lines().iter().all(|l| !l.contains("guess-123") && !l.contains("pw-for-log-test")));
+}
+
+/// Settings this build does not serve yet stop the broker with a clear message instead
+/// of being ignored.
+#[test]
+fn unserved_settings_are_startup_errors() {
+    let cwd = tempfile::tempdir().unwrap();
+    for (k, v, needle) in [
+        ("ktb.metrics.listener", "127.0.0.1:9404", "ktb.metrics.listener"),
+        ("listeners", "SASL_SSL://127.0.0.1:0", "SASL_SSL"),
+        ("ktb.store", "etcd", "etcd"),
+    ] {
+        let out = Command::new(ktb_bin())
+            .args(["serve", "-o", &format!("{k}={v}")])
+            .env("KTB_ADMIN_PASSWORD", "x")
+            .current_dir(cwd.path())
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{k}");
+        assert!(String::from_utf8_lossy(&out.stderr).contains(needle), "{k}");
+    }
+}

@@ -213,6 +213,11 @@ impl Server {
     /// Binds every configured listener. Fails, with nothing left listening, if one cannot
     /// be bound or uses a protocol this build does not serve yet.
     pub async fn bind(broker: Broker) -> Result<Server, StartupError> {
+        if let Some(addr) = &broker.config.metrics_listener {
+            return Err(StartupError(format!(
+                "ktb.metrics.listener={addr}: metrics are not served by this build yet; leave it empty"
+            )));
+        }
         let mut listeners = Vec::new();
         for l in &broker.config.listeners {
             if l.protocol == SecurityProtocol::SaslSsl {
