@@ -59,6 +59,15 @@ fn salted(mech: ScramMechanism, pw: &str) -> Vec<u8> {
     mech.salted_password(pw.as_bytes(), b"0123456789abcdef", 8192).expose().to_vec()
 }
 
+/// Metadata v9's cluster authorized operations for the client's principal (T-META-3).
+async fn cluster_operations(c: &mut TestClient) -> i32 {
+    let req = MetadataRequest::default().with_topics(None).with_include_cluster_authorized_operations(true);
+    match c.call(ApiKey::Metadata, 9, req.into()).await {
+        ResponseKind::Metadata(m) => m.cluster_authorized_operations,
+        other => panic!("{other:?}"),
+    }
+}
+
 async fn admin(broker: &TestBroker) -> TestClient {
     let mut c = broker.connect().await;
     c.login_admin().await;
@@ -231,17 +240,7 @@ async fn t_authz_1_user_apis_need_a_super_user() {
 
     let mut bob = broker.connect().await;
     assert_eq!(bob.scram_login(ScramMechanism::Sha512, "bob", "bob-pw", false).await.error_code, 0);
-    let ResponseKind::Metadata(m) = bob
-        .call(
-            ApiKey::Metadata,
-            9,
-            MetadataRequest::default().with_topics(None).with_include_cluster_authorized_operations(true).into(),
-        )
-        .await
-    else {
-        panic!()
-    };
-    assert_eq!(m.cluster_authorized_operations, 0);
+    assert_eq!(cluster_operations(&mut bob).await, 0);
     let r = describe(&mut bob, Some(&["admin"])).await;
     assert_eq!((r.error_code, r.results.len(), r.results[0].error_code), (31, 1, 31));
     let r = describe(&mut bob, None).await;
@@ -256,17 +255,7 @@ async fn t_authz_1_user_apis_need_a_super_user() {
     let mut carol = broker.connect().await;
     assert_eq!(carol.scram_login(ScramMechanism::Sha256, "carol", "carol-pw", false).await.error_code, 0);
     assert_eq!(describe(&mut carol, None).await.results.len(), 3);
-    let ResponseKind::Metadata(m) = carol
-        .call(
-            ApiKey::Metadata,
-            9,
-            MetadataRequest::default().with_topics(None).with_include_cluster_authorized_operations(true).into(),
-        )
-        .await
-    else {
-        panic!()
-    };
-    assert_eq!(m.cluster_authorized_operations, 8096, "T-META-3 for a super user");
+    assert_eq!(cluster_operations(&mut carol).await, 8096, "T-META-3 for a super user");
 }
 
 /// T-AUTHZ-2: the ACL APIs are not advertised, and a client that sends one anyway is

@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use kafka_protocol::messages::{ApiKey, RequestKind, ResponseKind, SaslAuthenticateResponse, SaslHandshakeResponse};
+use kafka_protocol::messages::{RequestKind, ResponseKind, SaslAuthenticateResponse, SaslHandshakeResponse};
 use kafka_protocol::protocol::StrBytes;
 use ktb_protocol::error_code;
 use ktb_protocol::plain::parse_plain;
@@ -299,7 +299,11 @@ impl Authenticator {
             Step::ScramFirst(m) => match scram::parse_client_first(msg) {
                 Ok(cf) => {
                     let (credential, identity) = broker.scram_lookup(&cf.username, m, cf.token_auth);
-                    let fake_salt = scram::fake_salt(&broker.fake_salt_key, m, &cf.username);
+                    // Only a login that will fail needs the fake salt (T-SCRAM-6, T-SCRAM-8).
+                    let fake_salt = match &credential {
+                        Some(c) if c.iterations >= scram::MIN_ITERATIONS => Vec::new(),
+                        _ => scram::fake_salt(&broker.fake_salt_key, m, &cf.username),
+                    };
                     let Some(snonce) = server_nonce() else {
                         warn!("no randomness for a SCRAM nonce");
                         return Err(generic());
@@ -388,11 +392,6 @@ impl Authenticator {
         let shown: String = username.chars().take(64).collect();
         info!(peer = %self.peer, mechanism = mechanism.name(), username = %shown, "authentication failed");
     }
-}
-
-/// True when `key` may arrive before authentication completes.
-pub fn is_sasl_api(key: ApiKey) -> bool {
-    matches!(key, ApiKey::ApiVersions | ApiKey::SaslHandshake | ApiKey::SaslAuthenticate)
 }
 
 #[cfg(test)]

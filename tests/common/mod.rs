@@ -139,14 +139,19 @@ impl TestClient {
             if let Some(f) = decode_frame(&mut self.buf, i32::MAX).unwrap() {
                 return Some(f);
             }
-            let n = tokio::time::timeout(Duration::from_secs(10), self.stream.read_buf(&mut self.buf))
-                .await
-                .expect("broker answered within 10 s")
-                .unwrap_or(0);
-            if n == 0 {
+            if !self.fill().await {
                 return None;
             }
         }
+    }
+
+    /// Reads more bytes into the buffer; false when the broker closed the connection.
+    async fn fill(&mut self) -> bool {
+        let n = tokio::time::timeout(Duration::from_secs(10), self.stream.read_buf(&mut self.buf))
+            .await
+            .expect("broker answered within 10 s")
+            .unwrap_or(0);
+        n > 0
     }
 
     /// Reads one raw frame that may be empty (a raw SASL reply after handshake v0).
@@ -159,11 +164,7 @@ impl TestClient {
             if self.buf.len() >= 4 {
                 return self.read_frame().await;
             }
-            let n = tokio::time::timeout(Duration::from_secs(10), self.stream.read_buf(&mut self.buf))
-                .await
-                .expect("broker answered within 10 s")
-                .unwrap_or(0);
-            if n == 0 {
+            if !self.fill().await {
                 return None;
             }
         }
