@@ -14,3 +14,4 @@ pub mod ids;
 pub mod properties;
 pub mod server;
 pub mod store;
+pub mod tokens;

@@ -1,7 +1,9 @@
 //! CreateDelegationToken (key 38), versions 0–3 (SPEC §4.6).
 
+use bytes::Bytes;
 use kafka_protocol::messages::{CreateDelegationTokenRequest, CreateDelegationTokenResponse};
 use kafka_protocol::protocol::StrBytes;
+use ktb_protocol::error_code;
 
 use super::Context;
 use crate::auth::Principal;
@@ -21,20 +23,59 @@ pub fn requested_owner(
     }
 }
 
-/// An error answer (T-CREATE-5): the derived owner, the requester (v3+), timestamps −1,
-/// empty token id and HMAC.
-pub fn refused(
+/// Creates a token after SPEC §4.6's checks, in their order.
+pub async fn handle(
     ctx: &Context<'_>,
     version: i16,
     req: &CreateDelegationTokenRequest,
-    code: i16,
+    now: i64,
 ) -> CreateDelegationTokenResponse {
+    let requester = ctx.principal();
     let (owner_type, owner_name) = requested_owner(ctx, version, req);
+    let owner_is_user = owner_type.as_deref() == Some("User");
     let owner = Principal { kind: owner_type.unwrap_or_default(), name: owner_name };
-    error_response(version, &owner, ctx.principal(), code)
+    let refuse = |code| error_response(version, &owner, requester, code);
+    if ctx.token_apis_refused() {
+        return refuse(error_code::DELEGATION_TOKEN_REQUEST_NOT_ALLOWED);
+    }
+    // T-CREATE-1: anyone may create for itself; only super users for others (D-11).
+    if owner != *requester && !ctx.is_super_user() {
+        return refuse(error_code::DELEGATION_TOKEN_AUTHORIZATION_FAILED);
+    }
+    if req.renewers.iter().any(|r| r.principal_type.as_str() != "User") || !owner_is_user {
+        return refuse(error_code::INVALID_PRINCIPAL_TYPE);
+    }
+    let tokens = &ctx.broker.tokens;
+    if !tokens.enabled() {
+        return refuse(error_code::DELEGATION_TOKEN_AUTH_DISABLED);
+    }
+    let renewers = req
+        .renewers
+        .iter()
+        .map(|r| Principal { kind: r.principal_type.to_string(), name: r.principal_name.to_string() })
+        .collect();
+    match tokens.create(owner.clone(), requester.clone(), renewers, req.max_lifetime_ms, now).await {
+        Ok((t, hmac)) => {
+            let mut resp = CreateDelegationTokenResponse::default()
+                .with_principal_type(StrBytes::from_string(t.owner.kind))
+                .with_principal_name(StrBytes::from_string(t.owner.name))
+                .with_issue_timestamp_ms(t.issue_ts)
+                .with_expiry_timestamp_ms(t.expiry_ts)
+                .with_max_timestamp_ms(t.max_ts)
+                .with_token_id(StrBytes::from_string(t.token_id))
+                .with_hmac(Bytes::copy_from_slice(hmac.expose()));
+            if version >= 3 {
+                resp.token_requester_principal_type = StrBytes::from_string(t.requester.kind);
+                resp.token_requester_principal_name = StrBytes::from_string(t.requester.name);
+            }
+            resp
+        }
+        Err(e) => refuse(e.code()),
+    }
 }
 
-/// An error answer naming `owner` and `requester` (the requester only from v3).
+/// An error answer naming `owner` and `requester` (the requester only from v3): the
+/// code, timestamps −1, empty token id and HMAC (T-CREATE-5).
 pub fn error_response(
     version: i16,
     owner: &Principal,

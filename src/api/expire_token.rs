@@ -1,6 +1,21 @@
 //! ExpireDelegationToken (key 40), versions 0–2 (SPEC §4.8).
 
-use kafka_protocol::messages::ExpireDelegationTokenResponse;
+use kafka_protocol::messages::{ExpireDelegationTokenRequest, ExpireDelegationTokenResponse};
+use ktb_protocol::error_code;
+
+use super::Context;
+
+/// Expires (period ≥ 0) or deletes (period < 0) the token the request's HMAC names.
+pub async fn handle(ctx: &Context<'_>, req: &ExpireDelegationTokenRequest, now: i64) -> ExpireDelegationTokenResponse {
+    if ctx.token_apis_refused() {
+        return refused(error_code::DELEGATION_TOKEN_REQUEST_NOT_ALLOWED);
+    }
+    let super_user = ctx.is_super_user();
+    match ctx.broker.tokens.expire(&req.hmac, ctx.principal(), super_user, req.expiry_time_period_ms, now).await {
+        Ok(expiry) => ExpireDelegationTokenResponse::default().with_expiry_timestamp_ms(expiry),
+        Err(e) => refused(e.code()),
+    }
+}
 
 /// An error answer: the code and expiry −1 (D-6).
 pub fn refused(code: i16) -> ExpireDelegationTokenResponse {

@@ -41,6 +41,12 @@ impl Context<'_> {
         self.broker.is_super_user(&self.session.principal)
     }
 
+    /// T-GATE-1: token-authenticated connections, and connections that never
+    /// authenticated (PLAINTEXT, D-10), cannot use the token APIs (64).
+    pub fn token_apis_refused(&self) -> bool {
+        self.session.token_authenticated || !self.session.authenticated
+    }
+
     /// The principal of the connection.
     pub fn principal(&self) -> &Principal {
         &self.session.principal
@@ -49,18 +55,9 @@ impl Context<'_> {
 
 /// Answers a request on an authenticated (or PLAINTEXT) connection; `None` closes the
 /// connection without a response.
-pub fn handle(ctx: &Context<'_>, header: &Header, body: RequestKind) -> Option<ResponseKind> {
+pub async fn handle(ctx: &Context<'_>, header: &Header, body: RequestKind) -> Option<ResponseKind> {
     let v = header.version;
-    // T-GATE-1: token-authenticated connections, and connections that never authenticated
-    // (PLAINTEXT, D-10), cannot use the token APIs.
-    let token_gate = ctx.session.token_authenticated || !ctx.session.authenticated;
-    let token_code = if token_gate {
-        error_code::DELEGATION_TOKEN_REQUEST_NOT_ALLOWED
-    } else {
-        // Token support arrives with the token store; until then the broker behaves as a
-        // Kafka broker with no master secret.
-        error_code::DELEGATION_TOKEN_AUTH_DISABLED
-    };
+    let now = ctx.broker.clock.now_ms();
     let super_user = ctx.is_super_user();
     Some(match body {
         RequestKind::ApiVersions(req) => api_versions::handle(v, &req).into(),
@@ -68,10 +65,10 @@ pub fn handle(ctx: &Context<'_>, header: &Header, body: RequestKind) -> Option<R
         RequestKind::DescribeCluster(req) => describe_cluster::handle(ctx, v, &req).into(),
         RequestKind::SaslHandshake(_) => sasl::handshake_after_authentication().into(),
         RequestKind::SaslAuthenticate(_) => sasl::authenticate_after_authentication().into(),
-        RequestKind::CreateDelegationToken(req) => create_token::refused(ctx, v, &req, token_code).into(),
-        RequestKind::RenewDelegationToken(_) => renew_token::refused(token_code).into(),
-        RequestKind::ExpireDelegationToken(_) => expire_token::refused(token_code).into(),
-        RequestKind::DescribeDelegationToken(_) => describe_tokens::refused(token_code).into(),
+        RequestKind::CreateDelegationToken(req) => create_token::handle(ctx, v, &req, now).await.into(),
+        RequestKind::RenewDelegationToken(req) => renew_token::handle(ctx, &req, now).await.into(),
+        RequestKind::ExpireDelegationToken(req) => expire_token::handle(ctx, &req, now).await.into(),
+        RequestKind::DescribeDelegationToken(req) => describe_tokens::handle(ctx, v, &req).into(),
         RequestKind::DescribeUserScramCredentials(req) if super_user => describe_user_scram::handle(ctx, &req).into(),
         RequestKind::DescribeUserScramCredentials(req) => {
             describe_user_scram::refused(&req, error_code::CLUSTER_AUTHORIZATION_FAILED, None).into()

@@ -178,7 +178,7 @@ impl Authenticator {
     }
 
     /// A decoded request.
-    pub fn on_request(&mut self, broker: &Broker, header: &Header, body: &RequestKind) -> Action {
+    pub async fn on_request(&mut self, broker: &Broker, header: &Header, body: &RequestKind) -> Action {
         let now = broker.clock.now_ms();
         match &mut self.state {
             State::VersionsOrHandshake | State::Handshake => self.pre_auth(broker, header, body),
@@ -187,7 +187,7 @@ impl Authenticator {
             State::Authenticating(_) => match body {
                 RequestKind::SaslAuthenticate(req) => {
                     let version = header.version;
-                    match self.step(broker, &req.auth_bytes) {
+                    match self.step(broker, &req.auth_bytes).await {
                         Ok((bytes, lifetime)) => {
                             let mut resp = SaslAuthenticateResponse::default()
                                 .with_error_message(None)
@@ -274,8 +274,8 @@ impl Authenticator {
     }
 
     /// A raw SASL frame after a v0 handshake: raw reply, or close with no response.
-    pub fn on_raw(&mut self, broker: &Broker, bytes: &[u8]) -> Action {
-        match self.step(broker, bytes) {
+    pub async fn on_raw(&mut self, broker: &Broker, bytes: &[u8]) -> Action {
+        match self.step(broker, bytes).await {
             Ok((reply, _)) => Action::RawReply(reply),
             Err(_) => Action::FailAndClose(None),
         }
@@ -283,7 +283,7 @@ impl Authenticator {
 
     /// Feeds one client message to the exchange. Returns the server's reply and, when the
     /// exchange completes, the session lifetime; or the client-visible failure message.
-    fn step(&mut self, broker: &Broker, msg: &[u8]) -> Result<(Vec<u8>, i64), String> {
+    async fn step(&mut self, broker: &Broker, msg: &[u8]) -> Result<(Vec<u8>, i64), String> {
         let State::Authenticating(exchange) = std::mem::replace(&mut self.state, State::Complete) else {
             return Err("no SASL exchange in progress".into());
         };
@@ -298,7 +298,7 @@ impl Authenticator {
         let outcome = match step {
             Step::ScramFirst(m) => match scram::parse_client_first(msg) {
                 Ok(cf) => {
-                    let (credential, identity) = broker.scram_lookup(&cf.username, m, cf.token_auth);
+                    let (credential, identity) = broker.scram_lookup(&cf.username, m, cf.token_auth).await;
                     // Only a login that will fail needs the fake salt (T-SCRAM-6, T-SCRAM-8).
                     let fake_salt = match &credential {
                         Some(c) if c.iterations >= scram::MIN_ITERATIONS => Vec::new(),
@@ -335,7 +335,7 @@ impl Authenticator {
             }
             Step::Plain => match parse_plain(msg) {
                 Err(e) => Err(Failure::Specific(e.to_string())),
-                Ok(p) => match broker.plain_verify(&p.username, &p.password) {
+                Ok(p) => match broker.plain_verify(&p.username, &p.password).await {
                     false => {
                         self.log_failure(mechanism, &p.username);
                         Err(Failure::Specific("Authentication failed: Invalid username or password".into()))

@@ -68,17 +68,17 @@ pub(super) async fn serve(
 
         // Work out the action; `header` is absent only for raw SASL frames.
         let (action, header) = if auth.expects_raw() {
-            (auth.on_raw(&broker, &frame), None)
+            (auth.on_raw(&broker, &frame).await, None)
         } else {
             match parse_request(frame) {
                 Ok(Request::UnsupportedApiVersions(header)) => {
                     (auth.on_unsupported_api_versions(&broker), Some(header))
                 }
                 Ok(Request::Api(header, body)) => {
-                    let action = match auth.on_request(&broker, &header, &body) {
+                    let action = match auth.on_request(&broker, &header, &body).await {
                         Action::Serve => {
                             let ctx = Context { broker: &broker, endpoint, session: auth.session() };
-                            match api::handle(&ctx, &header, *body) {
+                            match api::handle(&ctx, &header, *body).await {
                                 Some(resp) => Action::Reply(resp),
                                 None => {
                                     debug!(%peer, key = ?header.api_key, version = header.version, "closing: not served");

@@ -21,7 +21,8 @@ use crate::auth::users::{Alteration, Users};
 use crate::clock::{Clock, SystemClock};
 use crate::config::{Config, HostPort, SecurityProtocol, StoreKind};
 use crate::datadir::DataDir;
-use crate::store::{SledStore, Store};
+use crate::store::{GroupCommit, SledStore, Store};
+use crate::tokens::{MasterSecret, TokenSettings, Tokens};
 
 /// A reason the broker cannot start (exit code 2, T-LIFE-2).
 #[derive(Debug, thiserror::Error)]
@@ -52,6 +53,8 @@ pub struct Broker {
     pub store: Arc<dyn Store>,
     /// SCRAM user credentials.
     pub users: Users,
+    /// Delegation tokens.
+    pub tokens: Arc<Tokens>,
     /// The broker's notion of now.
     pub clock: Arc<dyn Clock>,
     /// Per-process key for the fake salts of unknown users (T-SCRAM-8).
@@ -100,7 +103,9 @@ impl Broker {
         };
         let users = Users::new(store.clone());
         let generated_admin_password = bootstrap_user(&config, &users, options.admin_password)?;
+        let tokens = open_tokens(&config, &data_dir, store.clone(), options.clock.as_ref())?;
         Ok(Broker {
+            tokens: Arc::new(tokens),
             cluster_id: data_dir.cluster_id.clone(),
             config,
             store,
@@ -114,15 +119,14 @@ impl Broker {
 
     /// The credential and identity for a SCRAM login (T-SCRAM-5). `None` for both means
     /// the login will fail at client-final after a fake server-first (D-3).
-    pub fn scram_lookup(
+    pub async fn scram_lookup(
         &self,
         username: &str,
         mech: ScramMechanism,
         token_auth: bool,
     ) -> (Option<ScramCredential>, Option<Identity>) {
         if token_auth {
-            // Token credentials only; this build issues no tokens yet.
-            return (None, None);
+            return self.token_lookup(username, mech).await;
         }
         match self.users.credential(username, mech) {
             Ok(Some(c)) => (
@@ -133,6 +137,8 @@ impl Broker {
                     token_expiry_ms: None,
                 }),
             ),
+            // D-1: user credentials win; only then may the name be a token id.
+            Ok(None) if self.config.implicit_token_login => self.token_lookup(username, mech).await,
             Ok(None) => (None, None),
             Err(e) => {
                 tracing::error!("credential lookup failed: {e}");
@@ -141,12 +147,32 @@ impl Broker {
         }
     }
 
+    /// A token login as `token_id` (T-TLOGIN-1..4): authenticated as the token's owner.
+    async fn token_lookup(&self, token_id: &str, mech: ScramMechanism) -> (Option<ScramCredential>, Option<Identity>) {
+        match self.tokens.login(token_id, mech, self.clock.now_ms()).await {
+            Some(login) => (
+                Some(login.credential),
+                Some(Identity {
+                    principal: login.details.owner,
+                    token_authenticated: true,
+                    token_expiry_ms: Some(login.details.expiry_ts),
+                }),
+            ),
+            None => (None, None),
+        }
+    }
+
     /// Checks a PLAIN password against the user's stored SCRAM credential, SHA-512 first
-    /// (T-PLAIN-2). An unknown user costs the same PBKDF2 work as a known one.
-    pub fn plain_verify(&self, username: &str, password: &str) -> bool {
+    /// (T-PLAIN-2). An unknown user costs the same PBKDF2 work as a known one, and the
+    /// work runs off the async workers.
+    pub async fn plain_verify(&self, username: &str, password: &str) -> bool {
+        let mut found = None;
         for m in [ScramMechanism::Sha512, ScramMechanism::Sha256] {
             match self.users.credential(username, m) {
-                Ok(Some(c)) => return c.verify_password(m, password.as_bytes()),
+                Ok(Some(c)) => {
+                    found = Some((m, c));
+                    break;
+                }
                 Ok(None) => {}
                 Err(e) => {
                     tracing::error!("credential lookup failed: {e}");
@@ -154,9 +180,17 @@ impl Broker {
                 }
             }
         }
-        let salt = ktb_protocol::scram::fake_salt(&self.fake_salt_key, ScramMechanism::Sha512, username);
-        let _ = ScramMechanism::Sha512.salted_password(password.as_bytes(), &salt, BOOTSTRAP_ITERATIONS);
-        false
+        let password = password.as_bytes().to_vec();
+        let fake_salt = ktb_protocol::scram::fake_salt(&self.fake_salt_key, ScramMechanism::Sha512, username);
+        tokio::task::spawn_blocking(move || match found {
+            Some((m, c)) => c.verify_password(m, &password),
+            None => {
+                let _ = ScramMechanism::Sha512.salted_password(&password, &fake_salt, BOOTSTRAP_ITERATIONS);
+                false
+            }
+        })
+        .await
+        .unwrap_or(false)
     }
 
     /// True when `principal` is listed in `super.users`.
@@ -168,6 +202,27 @@ impl Broker {
     pub fn data_dir(&self) -> &std::path::Path {
         self.data_dir.path()
     }
+}
+
+/// Loads the master secret and the tokens, rebuilds the HMAC index and sweeps what
+/// expired while the broker was down (T-PERSIST-4, T-SWEEP-1).
+fn open_tokens(
+    config: &Config,
+    data_dir: &DataDir,
+    store: Arc<dyn Store>,
+    clock: &dyn Clock,
+) -> Result<Tokens, StartupError> {
+    let secret = MasterSecret::load(&config.token_secret, data_dir.path()).map_err(StartupError)?;
+    if secret.is_none() {
+        warn!("delegation.token.secret.key is empty: delegation tokens are disabled");
+    }
+    let commit = GroupCommit::start(store.clone())
+        .map_err(|e| StartupError(format!("cannot start the store's flusher thread: {e}")))?;
+    let store_err = |e: crate::store::StoreError| StartupError(format!("cannot load tokens: {e}"));
+    let tokens = Tokens::open(store, commit, secret, TokenSettings::from_config(config)).map_err(store_err)?;
+    let swept = tokens.sweep_at_startup(clock.now_ms()).map_err(store_err)?;
+    info!(tokens = tokens.len(), swept, "tokens loaded");
+    Ok(tokens)
 }
 
 /// Creates `ktb.bootstrap.user` when the store has no users (T-ZERO-4). Returns the
@@ -283,6 +338,12 @@ impl Server {
             )));
         }
         drop(done_tx);
+        let sweeper = tokio::spawn(crate::tokens::sweeper::run(
+            broker.tokens.clone(),
+            broker.clock.clone(),
+            broker.config.token_expiry_check_interval_ms,
+            stop_rx.clone(),
+        ));
 
         shutdown.await;
         info!("shutting down: no new connections; finishing requests in flight");
@@ -290,6 +351,7 @@ impl Server {
         for t in accept_tasks {
             let _ = t.await;
         }
+        let _ = sweeper.await;
         let grace = Duration::from_millis(broker.config.shutdown_grace_ms.max(0) as u64);
         if tokio::time::timeout(grace, done_rx.recv()).await.is_err() {
             warn!("shutdown grace period of {grace:?} ended with connections still busy; closing them");

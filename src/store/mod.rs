@@ -5,12 +5,14 @@
 //! atomically, and [`Store::flush`] makes everything applied so far durable. The embedded
 //! sled store is the default; a distributed store implements the same trait.
 
+mod commit;
 mod sled_store;
 
+pub use commit::GroupCommit;
 pub use sled_store::SledStore;
 
 /// A storage failure.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum StoreError {
     /// The underlying store reported an error.
     #[error("store I/O error: {0}")]
@@ -51,6 +53,8 @@ pub trait Store: Send + Sync + 'static {
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError>;
     /// Every `(key, value)` whose key starts with `prefix`, in key order.
     fn scan_prefix(&self, prefix: &[u8]) -> Result<Vec<Record>, StoreError>;
+    /// Every `(key, value)` with `start <= key < end`, in key order.
+    fn scan_range(&self, start: &[u8], end: &[u8]) -> Result<Vec<Record>, StoreError>;
     /// True when some key starts with `prefix`.
     fn any_with_prefix(&self, prefix: &[u8]) -> Result<bool, StoreError>;
     /// Applies every op or none of them.

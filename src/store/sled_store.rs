@@ -52,6 +52,13 @@ impl Store for SledStore {
         self.records.scan_prefix(prefix).map(|r| r.map(|(k, v)| (k.to_vec(), v.to_vec())).map_err(io)).collect()
     }
 
+    fn scan_range(&self, start: &[u8], end: &[u8]) -> Result<Vec<Record>, StoreError> {
+        if start >= end {
+            return Ok(Vec::new());
+        }
+        self.records.range(start..end).map(|r| r.map(|(k, v)| (k.to_vec(), v.to_vec())).map_err(io)).collect()
+    }
+
     fn any_with_prefix(&self, prefix: &[u8]) -> Result<bool, StoreError> {
         Ok(self.records.scan_prefix(prefix).next().transpose().map_err(io)?.is_some())
     }
@@ -115,6 +122,8 @@ mod tests {
             vec![(b"a/1".to_vec(), b"one".to_vec()), (b"a/2".to_vec(), b"two".to_vec())]
         );
         assert_eq!(s.get(b"a/2").unwrap(), Some(b"two".to_vec()));
+        assert_eq!(s.scan_range(b"a/", b"a/2").unwrap(), vec![(b"a/1".to_vec(), b"one".to_vec())]);
+        assert!(s.scan_range(b"b", b"a").unwrap().is_empty());
         assert!(!s.any_with_prefix(b"b/").unwrap());
         assert!(s.any_with_prefix(b"a/").unwrap());
     }
