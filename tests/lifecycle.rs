@@ -17,24 +17,6 @@ async fn metadata(addr: std::net::SocketAddr) -> kafka_protocol::messages::Metad
     }
 }
 
-/// Every file under `dir`, read as bytes.
-fn files_under(dir: &std::path::Path) -> Vec<(std::path::PathBuf, Vec<u8>)> {
-    let mut out = Vec::new();
-    for entry in std::fs::read_dir(dir).unwrap().flatten() {
-        let path = entry.path();
-        if path.is_dir() {
-            out.extend(files_under(&path));
-        } else {
-            out.push((path.clone(), std::fs::read(&path).unwrap()));
-        }
-    }
-    out
-}
-
-fn contains(haystack: &[u8], needle: &[u8]) -> bool {
-    haystack.windows(needle.len()).any(|w| w == needle)
-}
-
 /// T-ZERO-1, T-ZERO-4, T-LOG-1: `ktb serve` with no file and no environment listens on
 /// SASL_PLAINTEXT://127.0.0.1:9092 with ./ktb-data, creates the super user `admin` and
 /// shows its generated password once on stderr, outside the log; the password logs in
@@ -70,8 +52,8 @@ async fn t_zero_1_t_zero_4_zero_config_start() {
     }
     p.signal("TERM");
     assert_eq!(p.wait_exit(), Some(0));
-    for (path, bytes) in files_under(&cwd.path().join("ktb-data")) {
-        assert!(!contains(&bytes, password.as_bytes()), "password found in {}", path.display());
+    for (path, bytes) in common::files_under(&cwd.path().join("ktb-data")) {
+        assert!(!common::contains(&bytes, password.as_bytes()), "password found in {}", path.display());
     }
 
     let p = KtbProcess::start(cwd.path(), &[], &[]);

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs the whole test suite on a fresh machine: installs what the tests need (kcat and
-# docker-compose from Debian, kafka-python from PyPI into tests/interop/.venv), checks
+# docker-compose from Debian, kafka-python from PyPI into tests/interop/.venv,
+# @platformatic/kafka from npm into tests/interop/node, which needs Node 20+ and npm), checks
 # formatting and lints, validates the compose file, then runs every test, the interop
 # tests with real third-party clients included.
 set -euo pipefail
@@ -22,6 +23,11 @@ if ! "$venv/bin/python" -c 'import kafka' >/dev/null 2>&1; then
   echo "==> installing kafka-python from PyPI into $venv"
   python3 -m venv "$venv"
   "$venv/bin/pip" install --quiet --disable-pip-version-check "kafka-python==3.0.12"
+fi
+
+if [ ! -d tests/interop/node/node_modules/@platformatic/kafka ]; then
+  echo "==> installing @platformatic/kafka from npm into tests/interop/node"
+  npm ci --prefix tests/interop/node --no-audit --no-fund
 fi
 
 echo "==> cargo fmt --check"

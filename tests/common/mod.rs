@@ -370,3 +370,135 @@ fn parse_listen_addr(line: &str) -> Option<SocketAddr> {
     let rest = line.split("://").nth(1)?;
     rest.split_whitespace().next()?.parse().ok()
 }
+
+/// Delegation-token calls over a [`TestClient`], each at the given API version.
+pub mod token_api {
+    use super::TestClient;
+    use bytes::Bytes;
+    use kafka_protocol::messages::create_delegation_token_request::CreatableRenewers;
+    use kafka_protocol::messages::describe_delegation_token_request::DescribeDelegationTokenOwner;
+    use kafka_protocol::messages::*;
+    use kafka_protocol::protocol::StrBytes;
+
+    fn s(v: &str) -> StrBytes {
+        StrBytes::from_string(v.to_owned())
+    }
+
+    /// CreateDelegationToken: `owner` as (type, name) for v3, renewers as (type, name).
+    pub async fn create(
+        c: &mut TestClient,
+        version: i16,
+        owner: Option<(&str, &str)>,
+        renewers: &[(&str, &str)],
+        max_lifetime_ms: i64,
+    ) -> CreateDelegationTokenResponse {
+        let mut req = CreateDelegationTokenRequest::default().with_max_lifetime_ms(max_lifetime_ms).with_renewers(
+            renewers
+                .iter()
+                .map(|(t, n)| CreatableRenewers::default().with_principal_type(s(t)).with_principal_name(s(n)))
+                .collect(),
+        );
+        if let Some((t, n)) = owner {
+            req.owner_principal_type = Some(s(t));
+            req.owner_principal_name = Some(s(n));
+        }
+        match c.call(ApiKey::CreateDelegationToken, version, req.into()).await {
+            ResponseKind::CreateDelegationToken(r) => r,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    /// Creates a token for the caller itself at v3 and asserts success.
+    pub async fn create_ok(c: &mut TestClient, renewers: &[(&str, &str)]) -> CreateDelegationTokenResponse {
+        let r = create(c, 3, None, renewers, -1).await;
+        assert_eq!(r.error_code, 0, "create");
+        r
+    }
+
+    pub async fn renew(c: &mut TestClient, version: i16, hmac: &[u8], period: i64) -> RenewDelegationTokenResponse {
+        let req =
+            RenewDelegationTokenRequest::default().with_hmac(Bytes::copy_from_slice(hmac)).with_renew_period_ms(period);
+        match c.call(ApiKey::RenewDelegationToken, version, req.into()).await {
+            ResponseKind::RenewDelegationToken(r) => r,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    pub async fn expire(c: &mut TestClient, version: i16, hmac: &[u8], period: i64) -> ExpireDelegationTokenResponse {
+        let req = ExpireDelegationTokenRequest::default()
+            .with_hmac(Bytes::copy_from_slice(hmac))
+            .with_expiry_time_period_ms(period);
+        match c.call(ApiKey::ExpireDelegationToken, version, req.into()).await {
+            ResponseKind::ExpireDelegationToken(r) => r,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    /// DescribeDelegationToken with owners as (type, name); `None` sends null.
+    pub async fn describe(
+        c: &mut TestClient,
+        version: i16,
+        owners: Option<&[(&str, &str)]>,
+    ) -> DescribeDelegationTokenResponse {
+        let req = DescribeDelegationTokenRequest::default().with_owners(owners.map(|o| {
+            o.iter()
+                .map(|(t, n)| {
+                    DescribeDelegationTokenOwner::default().with_principal_type(s(t)).with_principal_name(s(n))
+                })
+                .collect()
+        }));
+        match c.call(ApiKey::DescribeDelegationToken, version, req.into()).await {
+            ResponseKind::DescribeDelegationToken(r) => r,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    /// The token ids of a Describe answer, in answer order.
+    pub fn ids(r: &DescribeDelegationTokenResponse) -> Vec<String> {
+        r.tokens.iter().map(|t| t.token_id.to_string()).collect()
+    }
+}
+
+/// The token password: standard base64 with padding of the HMAC (T-TLOGIN-1).
+pub fn token_password(hmac: &[u8]) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(hmac)
+}
+
+/// A fresh connection logged in with a token; returns the client and the final
+/// SaslAuthenticate response (error 0 on success).
+pub async fn token_login(
+    addr: SocketAddr,
+    mech: ScramMechanism,
+    token_id: &str,
+    hmac: &[u8],
+    token_auth: bool,
+) -> (TestClient, SaslAuthenticateResponse) {
+    let mut c = TestClient::connect(addr).await;
+    let r = c.scram_login(mech, token_id, &token_password(hmac), token_auth).await;
+    (c, r)
+}
+
+/// Every file under `dir`, read as bytes.
+pub fn files_under(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            out.extend(files_under(&path));
+        } else {
+            out.push((path.clone(), std::fs::read(&path).unwrap()));
+        }
+    }
+    out
+}
+
+/// True when `needle` occurs in `haystack`.
+pub fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
+}
+
+/// Lower-case hex.
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}

@@ -86,3 +86,34 @@ fn kcat_wrong_password_fails() {
     assert!(stderr.contains("SASL authentication error"), "{stderr}");
     assert!(stderr.contains("invalid credentials with SASL mechanism SCRAM-SHA-512"), "{stderr}");
 }
+
+/// T-TLOGIN-5, D-1, T-TLOGIN-4: kcat cannot send `tokenauth=true`, yet logs in with a
+/// token id and its base64 HMAC through the implicit token login and lists the broker;
+/// after the token is expired (deleted) the same login fails.
+#[tokio::test]
+async fn kcat_token_login_through_the_implicit_path() {
+    use crate::common::token_api::{create, expire};
+    use crate::common::{TestClient, token_password};
+    let cwd = tempfile::tempdir().unwrap();
+    let p = sasl_broker(cwd.path());
+    let addr = p.addr.expect("ktb listens");
+    let mut admin = TestClient::connect(addr).await;
+    let r = admin.scram_login(ktb_protocol::scram::ScramMechanism::Sha512, "admin", "kcat-admin-secret", false).await;
+    assert_eq!(r.error_code, 0);
+    let t = create(&mut admin, 3, Some(("User", "app")), &[("User", "admin")], -1).await;
+    assert_eq!(t.error_code, 0);
+    let password = token_password(&t.hmac);
+    for mech in ["SCRAM-SHA-256", "SCRAM-SHA-512"] {
+        let out = kcat_scram(&addr.to_string(), mech, &t.token_id, &password);
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "{mech}: {stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+        assert!(stdout.contains(&format!("broker 1 at {addr} (controller)")), "{stdout}");
+    }
+    let line = p.wait_for_log("token=true").expect("a token login is logged");
+    assert!(line.contains("principal=User:app"), "{line}");
+    assert_eq!(expire(&mut admin, 2, &t.hmac, -1).await.error_code, 0);
+    let out = kcat_scram(&addr.to_string(), "SCRAM-SHA-256", &t.token_id, &password);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("SASL authentication error"), "{stderr}");
+}

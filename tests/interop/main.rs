@@ -5,4 +5,5 @@
 mod common;
 
 mod kcat;
+mod platformatic;
 mod python_client;

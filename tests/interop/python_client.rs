@@ -18,7 +18,11 @@ fn python() -> Command {
 }
 
 fn run(addr: &str, mech: &str, user: &str, password: &str, action: &str) -> serde_json::Value {
-    let out = python().args([addr, mech, user, password, action]).output().unwrap();
+    run_with(addr, mech, user, password, action, &[])
+}
+
+fn run_with(addr: &str, mech: &str, user: &str, password: &str, action: &str, extra: &[&str]) -> serde_json::Value {
+    let out = python().args([addr, mech, user, password, action]).args(extra).output().unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "kafka-python: {stdout}\n{}", String::from_utf8_lossy(&out.stderr));
     serde_json::from_str(stdout.trim()).unwrap_or_else(|e| panic!("{e}: {stdout}"))
@@ -81,4 +85,35 @@ fn kafka_python_user_credential_apis() {
     let v = run(&addr, "SCRAM-SHA-256", "py-user", "py-password", "metadata");
     assert_eq!(v["controller_id"], 1, "{v}");
     assert_eq!(v["authorized_operations"], serde_json::json!([]), "not a super user: {v}");
+}
+
+/// T-TLOGIN-1, T-TLOGIN-4, T-TLOGIN-5, T-TLOGIN-3: kafka-python logs in with a token both
+/// through the implicit path (its SCRAM sends no extensions) and with `tokenauth=true`
+/// added to its client-first message, as the token's owner (not a super user here); after
+/// the token is deleted both logins fail.
+#[tokio::test]
+async fn kafka_python_token_login_implicit_and_tokenauth() {
+    use crate::common::token_api::{create, expire};
+    use crate::common::{TestClient, token_password};
+    let cwd = tempfile::tempdir().unwrap();
+    let p = broker(cwd.path());
+    let addr = p.addr.expect("ktb listens");
+    let mut admin = TestClient::connect(addr).await;
+    let r = admin.scram_login(ktb_protocol::scram::ScramMechanism::Sha512, "admin", "py-admin-secret", false).await;
+    assert_eq!(r.error_code, 0);
+    let t = create(&mut admin, 3, Some(("User", "py-app")), &[("User", "admin")], -1).await;
+    assert_eq!(t.error_code, 0);
+    let (addr, password) = (addr.to_string(), token_password(&t.hmac));
+    for (mech, extra) in [("SCRAM-SHA-256", &[][..]), ("SCRAM-SHA-512", &["tokenauth"][..])] {
+        let v = run_with(&addr, mech, &t.token_id, &password, "metadata", extra);
+        assert_eq!(v["controller_id"], 1, "{mech} {extra:?}: {v}");
+        assert_eq!(v["authorized_operations"], serde_json::json!([]), "User:py-app is no super user: {v}");
+    }
+    let logins: Vec<String> = p.log_lines().into_iter().filter(|l| l.contains("token=true")).collect();
+    assert!(logins.iter().any(|l| l.contains("principal=User:py-app")), "{logins:?}");
+    assert_eq!(expire(&mut admin, 2, &t.hmac, -1).await.error_code, 0);
+    for extra in [&[][..], &["tokenauth"][..]] {
+        let v = run_with(&addr, "SCRAM-SHA-256", &t.token_id, &password, "metadata", extra);
+        assert!(v["error"].is_string(), "an expired token must not log in: {v}");
+    }
 }

@@ -37,7 +37,7 @@ import {
 const [bootstrap, mechanism, username, password, action, ...args] = process.argv.slice(2)
 
 const users = list => (list && list !== '-' ? list.split(',').map(name => ({ principalType: 'User', principalName: name })) : [])
-const hmacOf = b64 => Buffer.from(b64, 'base64')
+const hmacOf = base64 => Buffer.from(base64, 'base64')
 const b64 = bytes => Buffer.from(bytes).toString('base64')
 
 function createBody (r) {

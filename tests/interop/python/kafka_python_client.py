@@ -1,6 +1,8 @@
 """Drives kafka-python (from PyPI) against ktb for the interop tests.
 
-Usage: kafka_python_client.py BOOTSTRAP MECHANISM USER PASSWORD ACTION
+Usage: kafka_python_client.py BOOTSTRAP MECHANISM USER PASSWORD ACTION [tokenauth]
+With "tokenauth", the SCRAM client-first message carries the KIP-48 extension
+`tokenauth=true`, as Java clients send it for token logins (kafka-python cannot on its own).
 ACTION is one of:
   metadata  log in, print the cluster as JSON
   users     log in, add user "py-user" (SCRAM-SHA-256) and print describe_user_scram_credentials()
@@ -13,8 +15,36 @@ from kafka.admin import KafkaAdminClient
 from kafka.admin._users import UserScramCredentialUpsertion
 
 
+def send_tokenauth_extension():
+    """Registers a SCRAM mechanism whose client-first-bare ends in `,tokenauth=true`.
+
+    The extension is part of client-first-bare, so it enters the AuthMessage both sides sign.
+    The registry is process-wide; this script is its own process.
+    """
+    from kafka.net import sasl
+    from kafka.net.sasl.scram import SaslMechanismScram, ScramClient
+
+    class TokenScramClient(ScramClient):
+        def first_message(self):
+            bare = b"n=" + self.user + b",r=" + self.nonce + b",tokenauth=true"
+            self.auth_message += bare
+            return b"n,," + bare
+
+    class TokenScram(SaslMechanismScram):
+        def __init__(self, **config):
+            super().__init__(**config)
+            self._scram_client = TokenScramClient(
+                config["sasl_plain_username"], config["sasl_plain_password"], config["sasl_mechanism"]
+            )
+
+    for name in ("SCRAM-SHA-256", "SCRAM-SHA-512"):
+        sasl.register_sasl_mechanism(name, TokenScram, overwrite=True)
+
+
 def main():
     bootstrap, mechanism, user, password, action = sys.argv[1:6]
+    if sys.argv[6:7] == ["tokenauth"]:
+        send_tokenauth_extension()
     try:
         admin = KafkaAdminClient(
             bootstrap_servers=bootstrap,
