@@ -130,7 +130,7 @@ fn read_or_create_meta(path: &Path, node_id: Option<i32>) -> Result<String, Data
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             let node_id = node_id.unwrap_or(1);
-            let cluster_id = ids::random_kafka_id().map_err(|e| DataDirError(format!("no randomness: {e}")))?;
+            let cluster_id = ids::random_kafka_id();
             let text = format!("version={META_VERSION}\ncluster.id={cluster_id}\nnode.id={node_id}\n");
             atomic_write(path, text.as_bytes(), 0o600)
                 .map_err(|e| DataDirError(format!("cannot write {shown}: {e}")))?;

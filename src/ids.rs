@@ -5,19 +5,17 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 
 /// A new random id as Kafka's `Uuid.randomUuid().toString()` makes them (T-TOKEN-3):
 /// a version-4 UUID that is neither all-zero nor `…01`, whose text does not start with `-`.
-pub fn random_kafka_id() -> std::io::Result<String> {
+pub fn random_kafka_id() -> String {
     loop {
-        let mut bytes = [0u8; 16];
-        getrandom::fill(&mut bytes).map_err(|e| std::io::Error::other(e.to_string()))?;
-        bytes[6] = (bytes[6] & 0x0f) | 0x40;
-        bytes[8] = (bytes[8] & 0x3f) | 0x80;
-        let value = u128::from_be_bytes(bytes);
-        if value <= 1 {
+        // `Uuid::new_v4` draws from the OS CSPRNG (through getrandom) and sets the version
+        // and variant bits as Java's `UUID.randomUUID` does.
+        let uuid = uuid::Uuid::new_v4();
+        if uuid.as_u128() <= 1 {
             continue;
         }
-        let id = URL_SAFE_NO_PAD.encode(bytes);
+        let id = URL_SAFE_NO_PAD.encode(uuid.as_bytes());
         if !id.starts_with('-') {
-            return Ok(id);
+            return id;
         }
     }
 }
@@ -29,7 +27,7 @@ mod tests {
     #[test]
     fn ids_are_22_url_safe_characters() {
         for _ in 0..200 {
-            let id = random_kafka_id().unwrap();
+            let id = random_kafka_id();
             assert_eq!(id.len(), 22);
             assert!(!id.starts_with('-'));
             assert!(id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'));

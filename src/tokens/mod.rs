@@ -261,7 +261,7 @@ impl Tokens {
         let token = {
             let _guard = self.lock();
             let token_id = loop {
-                let id = crate::ids::random_kafka_id().map_err(|e| StoreError::Io(e.to_string()))?;
+                let id = crate::ids::random_kafka_id();
                 if self.get(&id)?.is_none() {
                     break id;
                 }
