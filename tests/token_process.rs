@@ -88,7 +88,7 @@ async fn t_log_2_token_events_are_logged_without_hmacs() {
     wrong[0] ^= 1;
     assert_eq!(token_login(addr, ScramMechanism::Sha512, &own.token_id, &wrong, false).await.1.error_code, 58);
     let failed = p.wait_for_log("authentication failed").unwrap();
-    assert!(failed.contains(&own.token_id.to_string()), "{failed}");
+    assert!(failed.contains(&format!("token_id={}", own.token_id)) && failed.contains("owner=User:admin"), "{failed}");
     expire(&mut c, 2, &own.hmac, -1).await;
     let expired = p.wait_for_log("token expired and deleted").unwrap();
     assert!(expired.contains(&format!("token_id={}", own.token_id)));

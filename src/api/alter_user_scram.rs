@@ -17,7 +17,7 @@ type Failure = (i16, &'static str);
 /// Validates and applies a super user's alterations (T-USER-7, T-USER-8): first every
 /// deletion, then every upsertion, in request order; at most one alteration per user;
 /// all valid ones applied atomically and durably; one result per distinct user, sorted.
-pub fn handle(ctx: &Context<'_>, req: &AlterUserScramCredentialsRequest) -> AlterUserScramCredentialsResponse {
+pub async fn handle(ctx: &Context<'_>, req: &AlterUserScramCredentialsRequest) -> AlterUserScramCredentialsResponse {
     let users = &ctx.broker.users;
     let mut errors: BTreeMap<String, Failure> = BTreeMap::new();
     let mut pending: BTreeMap<String, Alteration> = BTreeMap::new();
@@ -84,7 +84,7 @@ pub fn handle(ctx: &Context<'_>, req: &AlterUserScramCredentialsRequest) -> Alte
     }
 
     let changes: Vec<(String, Alteration)> = pending.iter().map(|(n, a)| (n.clone(), a.clone())).collect();
-    if let Err(e) = users.alter(&changes) {
+    if let Err(e) = users.alter_shared_flush(&changes, &ctx.broker.commit).await {
         tracing::error!("cannot store user credentials: {e}");
         lookup_failed = true;
     }

@@ -73,7 +73,7 @@ pub async fn handle(ctx: &Context<'_>, header: &Header, body: RequestKind) -> Op
         RequestKind::DescribeUserScramCredentials(req) => {
             describe_user_scram::refused(&req, error_code::CLUSTER_AUTHORIZATION_FAILED, None).into()
         }
-        RequestKind::AlterUserScramCredentials(req) if super_user => alter_user_scram::handle(ctx, &req).into(),
+        RequestKind::AlterUserScramCredentials(req) if super_user => alter_user_scram::handle(ctx, &req).await.into(),
         RequestKind::AlterUserScramCredentials(req) => {
             alter_user_scram::refused(&req, error_code::CLUSTER_AUTHORIZATION_FAILED, "Cluster authorization failed.")
                 .into()

@@ -327,8 +327,8 @@ impl Authenticator {
                 let username = sent.client_first().username.clone();
                 match (sent.client_final(msg), identity) {
                     (Ok(server_final), Some(identity)) => Ok((server_final, identity)),
-                    _ => {
-                        self.log_failure(mechanism, &username);
+                    (_, identity) => {
+                        self.log_failure(mechanism, &username, identity.as_ref());
                         Err(Failure::Generic)
                     }
                 }
@@ -337,7 +337,7 @@ impl Authenticator {
                 Err(e) => Err(Failure::Specific(e.to_string())),
                 Ok(p) => match broker.plain_verify(&p.username, &p.password).await {
                     false => {
-                        self.log_failure(mechanism, &p.username);
+                        self.log_failure(mechanism, &p.username, None);
                         Err(Failure::Specific("Authentication failed: Invalid username or password".into()))
                     }
                     true if !p.authzid.is_empty() && p.authzid != p.username => Err(Failure::Specific(
@@ -388,9 +388,19 @@ impl Authenticator {
         Ok((reply, lifetime))
     }
 
-    fn log_failure(&self, mechanism: Mechanism, username: &str) {
+    /// T-LOG-2; for a known token (a wrong HMAC) the owner is logged too.
+    fn log_failure(&self, mechanism: Mechanism, username: &str, identity: Option<&Identity>) {
         let shown: String = username.chars().take(64).collect();
-        info!(peer = %self.peer, mechanism = mechanism.name(), username = %shown, "authentication failed");
+        match identity.filter(|i| i.token_authenticated) {
+            Some(token) => info!(
+                peer = %self.peer,
+                mechanism = mechanism.name(),
+                token_id = %shown,
+                owner = %token.principal,
+                "authentication failed"
+            ),
+            None => info!(peer = %self.peer, mechanism = mechanism.name(), username = %shown, "authentication failed"),
+        }
     }
 }
 

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use ktb_protocol::scram::{ScramCredential, ScramMechanism, Secret};
 
-use crate::store::{Op, Store, StoreError};
+use crate::store::{GroupCommit, Op, Store, StoreError};
 
 const PREFIX: &[u8] = b"cred/";
 const RECORD_VERSION: u8 = 1;
@@ -109,16 +109,31 @@ impl Users {
         Ok(out)
     }
 
-    /// Applies alterations for several users atomically and durably (T-USER-8).
-    pub fn alter(&self, changes: &[(String, Alteration)]) -> Result<(), StoreError> {
-        let ops = changes
+    fn ops(changes: &[(String, Alteration)]) -> Vec<Op> {
+        changes
             .iter()
             .map(|(name, a)| match a {
                 Alteration::Delete(m) => Op::Delete(key(name, *m)),
                 Alteration::Upsert(m, c) => Op::Put(key(name, *m), encode(c)),
             })
-            .collect();
-        self.store.apply_durable(ops)
+            .collect()
+    }
+
+    /// Applies alterations for several users atomically and durably (T-USER-8), flushing
+    /// on the calling thread (startup and offline tools).
+    pub fn alter(&self, changes: &[(String, Alteration)]) -> Result<(), StoreError> {
+        self.store.apply_durable(Self::ops(changes))
+    }
+
+    /// As [`Users::alter`], waiting for `commit` instead of flushing on the caller's
+    /// thread (the request path).
+    pub async fn alter_shared_flush(
+        &self,
+        changes: &[(String, Alteration)],
+        commit: &GroupCommit,
+    ) -> Result<(), StoreError> {
+        self.store.apply(Self::ops(changes))?;
+        commit.durable().await
     }
 }
 

@@ -55,6 +55,8 @@ pub struct Broker {
     pub users: Users,
     /// Delegation tokens.
     pub tokens: Arc<Tokens>,
+    /// The store's group commit: request paths wait here for durability.
+    pub commit: GroupCommit,
     /// The broker's notion of now.
     pub clock: Arc<dyn Clock>,
     /// Per-process key for the fake salts of unknown users (T-SCRAM-8).
@@ -103,9 +105,12 @@ impl Broker {
         };
         let users = Users::new(store.clone());
         let generated_admin_password = bootstrap_user(&config, &users, options.admin_password)?;
-        let tokens = open_tokens(&config, &data_dir, store.clone(), options.clock.as_ref())?;
+        let commit = GroupCommit::start(store.clone())
+            .map_err(|e| StartupError(format!("cannot start the store's flusher thread: {e}")))?;
+        let tokens = open_tokens(&config, &data_dir, store.clone(), commit.clone(), options.clock.as_ref())?;
         Ok(Broker {
             tokens: Arc::new(tokens),
+            commit,
             cluster_id: data_dir.cluster_id.clone(),
             config,
             store,
@@ -210,14 +215,13 @@ fn open_tokens(
     config: &Config,
     data_dir: &DataDir,
     store: Arc<dyn Store>,
+    commit: GroupCommit,
     clock: &dyn Clock,
 ) -> Result<Tokens, StartupError> {
     let secret = MasterSecret::load(&config.token_secret, data_dir.path()).map_err(StartupError)?;
     if secret.is_none() {
         warn!("delegation.token.secret.key is empty: delegation tokens are disabled");
     }
-    let commit = GroupCommit::start(store.clone())
-        .map_err(|e| StartupError(format!("cannot start the store's flusher thread: {e}")))?;
     let store_err = |e: crate::store::StoreError| StartupError(format!("cannot load tokens: {e}"));
     let tokens = Tokens::open(store, commit, secret, TokenSettings::from_config(config)).map_err(store_err)?;
     let swept = tokens.sweep_at_startup(clock.now_ms()).map_err(store_err)?;

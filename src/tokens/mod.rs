@@ -536,6 +536,59 @@ const SWEEP_BATCH: usize = 10_000;
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::{Record, SledStore};
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    /// A sled store whose flush can be made to fail.
+    struct FlakyStore {
+        inner: SledStore,
+        fail_flush: AtomicBool,
+    }
+
+    impl Store for FlakyStore {
+        fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+            self.inner.get(key)
+        }
+        fn scan_prefix(&self, prefix: &[u8]) -> Result<Vec<Record>, StoreError> {
+            self.inner.scan_prefix(prefix)
+        }
+        fn scan_range(&self, start: &[u8], end: &[u8]) -> Result<Vec<Record>, StoreError> {
+            self.inner.scan_range(start, end)
+        }
+        fn any_with_prefix(&self, prefix: &[u8]) -> Result<bool, StoreError> {
+            self.inner.any_with_prefix(prefix)
+        }
+        fn apply(&self, ops: Vec<Op>) -> Result<(), StoreError> {
+            self.inner.apply(ops)
+        }
+        fn flush(&self) -> Result<(), StoreError> {
+            if self.fail_flush.load(Ordering::SeqCst) {
+                return Err(StoreError::Io("injected flush failure".into()));
+            }
+            self.inner.flush()
+        }
+    }
+
+    /// T-CREATE-6, T-PERSIST-1: when the store cannot make a new token durable the answer
+    /// is −1 and the token is neither indexed nor listed; the store recovers afterwards.
+    #[tokio::test]
+    async fn t_create_6_unflushed_create_is_refused_and_undone() {
+        let tmp = tempfile::tempdir().unwrap();
+        let flaky = Arc::new(FlakyStore { inner: SledStore::open(tmp.path()).unwrap(), fail_flush: false.into() });
+        let store: Arc<dyn Store> = flaky.clone();
+        let tokens =
+            Tokens::open(store.clone(), GroupCommit::start(store).unwrap(), Some(MasterSecret::new("s")), S).unwrap();
+        let alice = Principal::user("alice");
+        tokens.create(alice.clone(), alice.clone(), vec![], -1, 1_000).await.unwrap();
+        flaky.fail_flush.store(true, Ordering::SeqCst);
+        let e = tokens.create(alice.clone(), alice.clone(), vec![], -1, 1_000).await.unwrap_err();
+        assert_eq!(e.code(), ktb_protocol::error_code::UNKNOWN_SERVER_ERROR);
+        flaky.fail_flush.store(false, Ordering::SeqCst);
+        assert_eq!(tokens.len(), 1, "the failed token is not indexed");
+        assert_eq!(tokens.describe(None, &alice, true).unwrap().len(), 1, "nor listed");
+        tokens.create(alice.clone(), alice.clone(), vec![], -1, 1_000).await.unwrap();
+        assert_eq!(tokens.describe(None, &alice, false).unwrap().len(), 2);
+    }
 
     const S: TokenSettings = TokenSettings {
         max_lifetime_ms: 7 * 86_400_000,
