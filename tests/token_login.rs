@@ -166,3 +166,28 @@ async fn t_reauth_5_renewed_token_extends_the_session() {
     let r = c.scram_login(ScramMechanism::Sha256, &t.token_id, &token_password(&t.hmac), false).await;
     assert_eq!((r.error_code, r.session_lifetime_ms), (0, DAY), "the new expiry is an hour later");
 }
+
+/// T-TLOGIN-3, D-2: a token that expires, or is deleted, between client-first and
+/// client-final does not log in.
+#[tokio::test]
+async fn t_tlogin_3_token_gone_mid_exchange_fails() {
+    let (b, clock, _admin) = setup(&[]).await;
+    let mut a = alice(&b).await;
+    let t = create(&mut a, 3, None, &[], 60_000).await;
+    let t2 = create_ok(&mut a, &[]).await;
+    for (token, expire_it) in [(&t, false), (&t2, true)] {
+        let mut c = b.connect().await;
+        assert_eq!(c.handshake(1, "SCRAM-SHA-256").await.0, 0);
+        let client = ScramClient::new(ScramMechanism::Sha256, &token.token_id, "midexchangenonce", true);
+        let first = c.authenticate(2, &client.client_first()).await;
+        assert_eq!(first.error_code, 0);
+        if expire_it {
+            assert_eq!(common::token_api::expire(&mut a, 2, &token.hmac, -1).await.error_code, 0);
+        } else {
+            clock.advance(60_001);
+        }
+        let (_, last) = client.client_final(&first.auth_bytes, token_password(&token.hmac).as_bytes()).unwrap();
+        let fin = c.authenticate(2, &last).await;
+        assert_eq!(fin.error_code, SASL_AUTHENTICATION_FAILED, "expire_it={expire_it}");
+    }
+}

@@ -49,11 +49,7 @@ pub async fn handle(
     if !tokens.enabled() {
         return refuse(error_code::DELEGATION_TOKEN_AUTH_DISABLED);
     }
-    let renewers = req
-        .renewers
-        .iter()
-        .map(|r| Principal { kind: r.principal_type.to_string(), name: r.principal_name.to_string() })
-        .collect();
+    let renewers = req.renewers.iter().map(|r| Principal::new(&r.principal_type, &r.principal_name)).collect();
     match tokens.create(owner.clone(), requester.clone(), renewers, req.max_lifetime_ms, now).await {
         Ok((t, hmac)) => {
             let mut resp = CreateDelegationTokenResponse::default()

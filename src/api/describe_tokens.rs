@@ -16,7 +16,7 @@ fn text(s: &str) -> StrBytes {
 }
 
 /// Lists the tokens the caller may see, filtered by the request's owners.
-pub fn handle(
+pub async fn handle(
     ctx: &Context<'_>,
     version: i16,
     req: &DescribeDelegationTokenRequest,
@@ -28,17 +28,15 @@ pub fn handle(
     if !tokens.enabled() {
         return refused(error_code::DELEGATION_TOKEN_AUTH_DISABLED);
     }
-    let owners: Option<Vec<Principal>> = req.owners.as_ref().map(|owners| {
-        owners
-            .iter()
-            .map(|o| Principal { kind: o.principal_type.to_string(), name: o.principal_name.to_string() })
-            .collect()
-    });
+    let owners: Option<Vec<Principal>> = req
+        .owners
+        .as_ref()
+        .map(|owners| owners.iter().map(|o| Principal::new(&o.principal_type, &o.principal_name)).collect());
     // T-DESC-1: an empty list asks for nothing.
     if owners.as_ref().is_some_and(|o| o.is_empty()) {
         return DescribeDelegationTokenResponse::default();
     }
-    let found = match tokens.describe(owners.as_deref(), ctx.principal(), ctx.is_super_user()) {
+    let found = match tokens.describe(owners.as_deref(), ctx.principal(), ctx.is_super_user()).await {
         Ok(found) => found,
         Err(e) => {
             tracing::error!("describe tokens failed: {e}");

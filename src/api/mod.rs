@@ -68,7 +68,7 @@ pub async fn handle(ctx: &Context<'_>, header: &Header, body: RequestKind) -> Op
         RequestKind::CreateDelegationToken(req) => create_token::handle(ctx, v, &req, now).await.into(),
         RequestKind::RenewDelegationToken(req) => renew_token::handle(ctx, &req, now).await.into(),
         RequestKind::ExpireDelegationToken(req) => expire_token::handle(ctx, &req, now).await.into(),
-        RequestKind::DescribeDelegationToken(req) => describe_tokens::handle(ctx, v, &req).into(),
+        RequestKind::DescribeDelegationToken(req) => describe_tokens::handle(ctx, v, &req).await.into(),
         RequestKind::DescribeUserScramCredentials(req) if super_user => describe_user_scram::handle(ctx, &req).into(),
         RequestKind::DescribeUserScramCredentials(req) => {
             describe_user_scram::refused(&req, error_code::CLUSTER_AUTHORIZATION_FAILED, None).into()

@@ -21,9 +21,14 @@ impl Principal {
         Self::user("ANONYMOUS")
     }
 
+    /// A principal from its two parts, as the wire carries them.
+    pub fn new(kind: &str, name: &str) -> Self {
+        Principal { kind: kind.to_owned(), name: name.to_owned() }
+    }
+
     /// `User:<name>`.
     pub fn user(name: &str) -> Self {
-        Principal { kind: "User".to_owned(), name: name.to_owned() }
+        Self::new("User", name)
     }
 
     /// Parses `Type:name`, splitting at the first `:`; both parts must be non-empty.

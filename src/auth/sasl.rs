@@ -326,7 +326,21 @@ impl Authenticator {
             Step::ScramFinal(sent, identity) => {
                 let username = sent.client_first().username.clone();
                 match (sent.client_final(msg), identity) {
-                    (Ok(server_final), Some(identity)) => Ok((server_final, identity)),
+                    (Ok(server_final), Some(identity)) if !identity.token_authenticated => Ok((server_final, identity)),
+                    // D-2, T-TLOGIN-3: the token must still be live when the login completes;
+                    // a renewal since client-first counts.
+                    (Ok(server_final), Some(mut identity)) => {
+                        match broker.tokens.live(&username, broker.clock.now_ms()) {
+                            Some(t) => {
+                                identity.token_expiry_ms = Some(t.expiry_ts);
+                                Ok((server_final, identity))
+                            }
+                            None => {
+                                self.log_failure(mechanism, &username, Some(&identity));
+                                Err(Failure::Generic)
+                            }
+                        }
+                    }
                     (_, identity) => {
                         self.log_failure(mechanism, &username, identity.as_ref());
                         Err(Failure::Generic)

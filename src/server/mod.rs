@@ -225,7 +225,7 @@ fn open_tokens(
     let store_err = |e: crate::store::StoreError| StartupError(format!("cannot load tokens: {e}"));
     let tokens = Tokens::open(store, commit, secret, TokenSettings::from_config(config)).map_err(store_err)?;
     let swept = tokens.sweep_at_startup(clock.now_ms()).map_err(store_err)?;
-    info!(tokens = tokens.len(), swept, "tokens loaded");
+    info!(indexed = tokens.len(), swept, "tokens loaded");
     Ok(tokens)
 }
 

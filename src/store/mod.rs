@@ -53,8 +53,8 @@ pub trait Store: Send + Sync + 'static {
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError>;
     /// Every `(key, value)` whose key starts with `prefix`, in key order.
     fn scan_prefix(&self, prefix: &[u8]) -> Result<Vec<Record>, StoreError>;
-    /// Every `(key, value)` with `start <= key < end`, in key order.
-    fn scan_range(&self, start: &[u8], end: &[u8]) -> Result<Vec<Record>, StoreError>;
+    /// The first `limit` `(key, value)` pairs with `start <= key < end`, in key order.
+    fn scan_range(&self, start: &[u8], end: &[u8], limit: usize) -> Result<Vec<Record>, StoreError>;
     /// True when some key starts with `prefix`.
     fn any_with_prefix(&self, prefix: &[u8]) -> Result<bool, StoreError>;
     /// Applies every op or none of them.

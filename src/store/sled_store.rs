@@ -52,11 +52,15 @@ impl Store for SledStore {
         self.records.scan_prefix(prefix).map(|r| r.map(|(k, v)| (k.to_vec(), v.to_vec())).map_err(io)).collect()
     }
 
-    fn scan_range(&self, start: &[u8], end: &[u8]) -> Result<Vec<Record>, StoreError> {
+    fn scan_range(&self, start: &[u8], end: &[u8], limit: usize) -> Result<Vec<Record>, StoreError> {
         if start >= end {
             return Ok(Vec::new());
         }
-        self.records.range(start..end).map(|r| r.map(|(k, v)| (k.to_vec(), v.to_vec())).map_err(io)).collect()
+        self.records
+            .range(start..end)
+            .take(limit)
+            .map(|r| r.map(|(k, v)| (k.to_vec(), v.to_vec())).map_err(io))
+            .collect()
     }
 
     fn any_with_prefix(&self, prefix: &[u8]) -> Result<bool, StoreError> {
@@ -122,8 +126,9 @@ mod tests {
             vec![(b"a/1".to_vec(), b"one".to_vec()), (b"a/2".to_vec(), b"two".to_vec())]
         );
         assert_eq!(s.get(b"a/2").unwrap(), Some(b"two".to_vec()));
-        assert_eq!(s.scan_range(b"a/", b"a/2").unwrap(), vec![(b"a/1".to_vec(), b"one".to_vec())]);
-        assert!(s.scan_range(b"b", b"a").unwrap().is_empty());
+        assert_eq!(s.scan_range(b"a/", b"a/2", 10).unwrap(), vec![(b"a/1".to_vec(), b"one".to_vec())]);
+        assert_eq!(s.scan_range(b"a/", b"b", 1).unwrap().len(), 1, "limited");
+        assert!(s.scan_range(b"b", b"a", 10).unwrap().is_empty());
         assert!(!s.any_with_prefix(b"b/").unwrap());
         assert!(s.any_with_prefix(b"a/").unwrap());
     }

@@ -234,6 +234,16 @@ impl Tokens {
         ops
     }
 
+    /// The changes that store `t` with its new expiry, moving its expiry-index entry from
+    /// `old_expiry` (the delete comes first, in case the two are equal).
+    fn expiry_change_ops(old_expiry: i64, t: &TokenDetails) -> Vec<Op> {
+        vec![
+            Op::Delete(expiry_key(old_expiry, &t.token_id)),
+            Op::Put(expiry_key(t.expiry_ts, &t.token_id), Vec::new()),
+            Op::Put(token_key(&t.token_id), record::encode(t)),
+        ]
+    }
+
     /// Drops the in-memory traces of a deleted token (T-EXPIRE-4, T-TLOGIN-2).
     fn forget(&self, secret: &MasterSecret, t: &TokenDetails) {
         self.by_hmac.remove(&index_key(self.hmac_of(secret, t).expose()));
@@ -282,12 +292,22 @@ impl Tokens {
         };
         if let Err(e) = self.commit.durable().await {
             let _guard = self.lock();
-            let _ = self.store.apply(Self::delete_ops(&token));
+            if let Err(undo) = self.store.apply(Self::delete_ops(&token)) {
+                error!(token_id = %token.token_id, "cannot withdraw the token that failed to persist: {undo}");
+            }
+            self.forget_credentials(&token.token_id);
             error!(token_id = %token.token_id, "token not created: the store could not make it durable: {e}");
             return Err(e.into());
         }
         let hmac = self.hmac_of(secret, &token);
-        self.by_hmac.insert(index_key(hmac.expose()), token.token_id.clone());
+        {
+            // Under the lock, so a sweep that already deleted this token cannot be
+            // followed by an index entry for it.
+            let _guard = self.lock();
+            if self.get(&token.token_id)?.is_some() {
+                self.by_hmac.insert(index_key(hmac.expose()), token.token_id.clone());
+            }
+        }
         info!(
             token_id = %token.token_id,
             owner = %token.owner,
@@ -321,11 +341,7 @@ impl Tokens {
             }
             let old_expiry = t.expiry_ts;
             t.expiry_ts = renewed_expiry(&self.settings, t.max_ts, requested_period_ms, now);
-            self.store.apply(vec![
-                Op::Delete(expiry_key(old_expiry, &t.token_id)),
-                Op::Put(expiry_key(t.expiry_ts, &t.token_id), Vec::new()),
-                Op::Put(token_key(&t.token_id), record::encode(&t)),
-            ])?;
+            self.store.apply(Self::expiry_change_ops(old_expiry, &t))?;
             t
         };
         self.commit.durable().await?;
@@ -362,11 +378,7 @@ impl Tokens {
                 }
                 let old_expiry = t.expiry_ts;
                 t.expiry_ts = t.max_ts.min(now.saturating_add(period_ms));
-                self.store.apply(vec![
-                    Op::Delete(expiry_key(old_expiry, &t.token_id)),
-                    Op::Put(expiry_key(t.expiry_ts, &t.token_id), Vec::new()),
-                    Op::Put(token_key(&t.token_id), record::encode(&t)),
-                ])?;
+                self.store.apply(Self::expiry_change_ops(old_expiry, &t))?;
                 (t, false)
             }
         };
@@ -378,8 +390,9 @@ impl Tokens {
 
     /// The tokens `requester` may see (SPEC §4.9 check 4, T-DESC-1..3), each with its
     /// HMAC, ordered by issue time then id. `owners` is the request's filter: `None` for
-    /// "everything I may see"; an empty slice is answered by the caller.
-    pub fn describe(
+    /// "everything I may see"; an empty slice is answered by the caller. Answers only once
+    /// everything it read is durable, so it never shows a change that could still be lost.
+    pub async fn describe(
         &self,
         owners: Option<&[Principal]>,
         requester: &Principal,
@@ -394,10 +407,14 @@ impl Tokens {
                 .map(|(k, v)| record::decode(&String::from_utf8_lossy(&k[TOKEN_PREFIX.len()..]), &v))
                 .collect::<Result<_, _>>()?,
             None => self.naming(std::slice::from_ref(requester))?,
-            Some(owners) => {
-                self.naming(owners)?.into_iter().filter(|t| super_user || t.owner_or_renewer(requester)).collect()
-            }
+            Some(owners) => self
+                .naming(owners)?
+                .into_iter()
+                .filter(|t| owners.iter().any(|o| t.owner_or_renewer(o)))
+                .filter(|t| super_user || t.owner_or_renewer(requester))
+                .collect(),
         };
+        self.commit.durable().await?;
         found.sort_by(|a, b| (a.issue_ts, &a.token_id).cmp(&(b.issue_ts, &b.token_id)));
         Ok(found
             .into_iter()
@@ -424,6 +441,19 @@ impl Tokens {
             out.extend(self.get(&id)?);
         }
         Ok(out)
+    }
+
+    /// The token `token_id` if it exists and is live at `now` (D-2: checked again when a
+    /// token login completes).
+    pub fn live(&self, token_id: &str, now: i64) -> Option<TokenDetails> {
+        self.secret.as_ref()?;
+        match self.get(token_id) {
+            Ok(t) => t.filter(|t| !t.is_expired(now)),
+            Err(e) => {
+                error!("token lookup failed: {e}");
+                None
+            }
+        }
     }
 
     /// The SCRAM credential for a token login as `token_id` with `mech` (T-TLOGIN-2,
@@ -472,13 +502,16 @@ impl Tokens {
         let mut ops = Vec::new();
         let mut gone = Vec::new();
         // Expiry never passes max, so `expiry < now` finds every expired token.
-        for (k, _) in self.store.scan_range(EXPIRY_PREFIX, &expiry_bound(now))?.into_iter().take(limit) {
+        for (k, _) in self.store.scan_range(EXPIRY_PREFIX, &expiry_bound(now), limit)? {
             let Some(id) = id_from_expiry_key(&k) else { continue };
             match self.get(&id)? {
-                Some(t) => {
+                Some(t) if t.is_expired(now) => {
                     ops.extend(Self::delete_ops(&t));
                     gone.push(t);
                 }
+                // An entry that no longer matches its token is dropped; the token stays.
+                Some(t) if expiry_key(t.expiry_ts, &t.token_id) != k => ops.push(Op::Delete(k)),
+                Some(_) => {}
                 None => ops.push(Op::Delete(k)),
             }
         }
@@ -497,15 +530,25 @@ impl Tokens {
 
     fn log_swept(gone: &[TokenDetails]) {
         for t in gone {
-            info!(token_id = %t.token_id, owner = %t.owner, expiry_timestamp_ms = t.expiry_ts, max_timestamp_ms = t.max_ts, "token swept");
+            info!(
+                token_id = %t.token_id,
+                owner = %t.owner,
+                requester = %t.requester,
+                expiry_timestamp_ms = t.expiry_ts,
+                max_timestamp_ms = t.max_ts,
+                "token swept"
+            );
         }
     }
 
     /// Deletes every token expired at `now`, durably; returns how many.
-    pub async fn sweep(&self, now: i64) -> Result<usize, StoreError> {
+    pub async fn sweep(self: Arc<Self>, now: i64) -> Result<usize, StoreError> {
         let mut total = 0;
         loop {
-            let gone = self.sweep_apply(now, SWEEP_BATCH)?;
+            let tokens = self.clone();
+            let gone = tokio::task::spawn_blocking(move || tokens.sweep_apply(now, SWEEP_BATCH))
+                .await
+                .map_err(|e| StoreError::Io(format!("the sweep task failed: {e}")))??;
             if gone.is_empty() {
                 return Ok(total);
             }
@@ -530,8 +573,8 @@ impl Tokens {
     }
 }
 
-/// The most tokens one sweep batch deletes.
-const SWEEP_BATCH: usize = 10_000;
+/// The most tokens one sweep batch deletes (the write lock is held for one batch).
+const SWEEP_BATCH: usize = 1_000;
 
 #[cfg(test)]
 mod tests {
@@ -552,8 +595,8 @@ mod tests {
         fn scan_prefix(&self, prefix: &[u8]) -> Result<Vec<Record>, StoreError> {
             self.inner.scan_prefix(prefix)
         }
-        fn scan_range(&self, start: &[u8], end: &[u8]) -> Result<Vec<Record>, StoreError> {
-            self.inner.scan_range(start, end)
+        fn scan_range(&self, start: &[u8], end: &[u8], limit: usize) -> Result<Vec<Record>, StoreError> {
+            self.inner.scan_range(start, end, limit)
         }
         fn any_with_prefix(&self, prefix: &[u8]) -> Result<bool, StoreError> {
             self.inner.any_with_prefix(prefix)
@@ -585,9 +628,9 @@ mod tests {
         assert_eq!(e.code(), ktb_protocol::error_code::UNKNOWN_SERVER_ERROR);
         flaky.fail_flush.store(false, Ordering::SeqCst);
         assert_eq!(tokens.len(), 1, "the failed token is not indexed");
-        assert_eq!(tokens.describe(None, &alice, true).unwrap().len(), 1, "nor listed");
+        assert_eq!(tokens.describe(None, &alice, true).await.unwrap().len(), 1, "nor listed");
         tokens.create(alice.clone(), alice.clone(), vec![], -1, 1_000).await.unwrap();
-        assert_eq!(tokens.describe(None, &alice, false).unwrap().len(), 2);
+        assert_eq!(tokens.describe(None, &alice, false).await.unwrap().len(), 2);
     }
 
     const S: TokenSettings = TokenSettings {

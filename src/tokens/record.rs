@@ -2,7 +2,7 @@
 //!
 //! Keys:
 //! - `tok/<id>` → the versioned token record (never the HMAC);
-//! - `tpr/<len><principal><id>` → empty, one per principal the token names (owner,
+//! - `tpr/<len><type><len><name><id>` → empty, one per principal the token names (owner,
 //!   requester, renewers), so Describe by owner reads only matching tokens;
 //! - `tex/<expiry><id>` → empty, ordered by expiry, so the sweep reads only expired tokens.
 
@@ -73,13 +73,15 @@ pub fn token_key(id: &str) -> Vec<u8> {
     [TOKEN_PREFIX, id.as_bytes()].concat()
 }
 
-/// The prefix under which every token naming `p` is indexed.
+/// The prefix under which every token naming `p` is indexed. Type and name are each
+/// length-prefixed, since either may contain `:`.
 pub fn principal_prefix(p: &Principal) -> Vec<u8> {
-    let text = p.to_string();
-    let mut k = Vec::with_capacity(PRINCIPAL_PREFIX.len() + 4 + text.len() + 22);
+    let mut k = Vec::with_capacity(PRINCIPAL_PREFIX.len() + 8 + p.kind.len() + p.name.len() + 22);
     k.extend_from_slice(PRINCIPAL_PREFIX);
-    k.extend_from_slice(&(text.len() as u32).to_be_bytes());
-    k.extend_from_slice(text.as_bytes());
+    for part in [&p.kind, &p.name] {
+        k.extend_from_slice(&(part.len() as u32).to_be_bytes());
+        k.extend_from_slice(part.as_bytes());
+    }
     k
 }
 
@@ -263,6 +265,16 @@ mod tests {
         assert!(t.may_renew(&Principal::user("bob")) && t.may_renew(&Principal::user("alice")));
         assert!(!t.owner_or_renewer(&Principal::user("carol")));
         assert_eq!(t.principals().len(), 3, "each principal indexed once");
+    }
+
+    /// T-DESC-1: `User:a`/`b` and `User`/`a:b` are different principals with different
+    /// index prefixes, and neither prefix is a prefix of the other's keys.
+    #[test]
+    fn t_desc_1_principal_keys_do_not_collide() {
+        let (p, q) = (Principal::new("User:a", "b"), Principal::new("User", "a:b"));
+        assert_ne!(principal_prefix(&p), principal_prefix(&q));
+        assert!(!principal_key(&q, "id").starts_with(&principal_prefix(&p)));
+        assert!(!principal_key(&Principal::user("ab"), "x").starts_with(&principal_prefix(&Principal::user("a"))));
     }
 
     #[test]
