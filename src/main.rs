@@ -5,6 +5,9 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use kafka_token_broker::auth::users::{Alteration, Users};
+use kafka_token_broker::cli::token::TokenCommand;
+use kafka_token_broker::cli::user as cli_user;
+use kafka_token_broker::cli::{CliError, CommonFlags, Output};
 use kafka_token_broker::config::Config;
 use kafka_token_broker::datadir::DataDir;
 use kafka_token_broker::server::{BOOTSTRAP_ITERATIONS, Broker, Server, StartOptions, new_user_credentials};
@@ -49,40 +52,109 @@ enum Command {
         #[arg(long)]
         print_config: bool,
     },
-    /// Manage SCRAM users.
+    /// Create, renew, expire, describe and refresh delegation tokens, on ktb or any Kafka
+    /// cluster.
+    ///
+    /// Connection settings come from, highest first: flags, --command-config (a Kafka
+    /// client properties file), KTB_BOOTSTRAP_SERVER / KTB_SASL_MECHANISM /
+    /// KTB_SASL_USERNAME / KTB_SASL_PASSWORD / KTB_SECURITY_PROTOCOL, the profile in
+    /// ~/.config/ktb/config.toml, defaults (localhost:9092, SCRAM-SHA-512).
+    ///
+    /// Examples:
+    ///   export KTB_SASL_USERNAME=alice KTB_SASL_PASSWORD=...
+    ///   ktb token create --max-lifetime 1d
+    ///   ktb token describe --output json
+    ///   ktb token renew --hmac-file token.hmac
+    ///   ktb token revoke --token-id bxw-KptNTH6KHys8TV5vcA
+    ///   ktb token refresh --out /run/app/kafka.properties
+    #[command(subcommand, verbatim_doc_comment)]
+    Token(TokenCommand),
+    /// Manage SCRAM users on a running broker (or, with --data-dir, in a stopped one).
     #[command(subcommand)]
     User(UserCommand),
+    /// Show the client's resolved settings.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+}
+
+#[derive(Subcommand)]
+enum ConfigCommand {
+    /// Print each connection setting, its value and where it came from (password hidden).
+    ///
+    /// Example:
+    ///   ktb config show --command-config admin.properties
+    #[command(verbatim_doc_comment)]
+    Show {
+        #[command(flatten)]
+        common: CommonFlags,
+    },
 }
 
 #[derive(Subcommand)]
 enum UserCommand {
-    /// Add a SCRAM user, or replace its password, directly in a stopped broker's data
-    /// directory: the recovery path when no super user's password is known.
+    /// Add a SCRAM user, or replace its password.
     ///
-    /// It fails with exit code 2 while a broker holds the data directory.
+    /// Against a running broker (as a super user) the salted password is computed here and
+    /// sent with AlterUserScramCredentials, one request per mechanism. With --data-dir it
+    /// writes straight into a stopped broker's store: the recovery path when no super
+    /// user's password is known (exit 2 while a broker holds the directory).
     ///
     /// Examples:
+    ///   printf '%s\n' "$PW" | ktb user add alice --password-stdin
+    ///   ktb user add app --generate-password --mechanism SCRAM-SHA-256
     ///   ktb user add admin --data-dir ./ktb-data --generate-password
-    ///   printf '%s\n' "$PW" | ktb user add alice --data-dir ./ktb-data --password-stdin
     #[command(verbatim_doc_comment)]
     Add {
         /// The user name (ASCII: SCRAM cannot carry other names).
         name: String,
-        /// The broker's data directory (ktb.data.dir).
+        /// Write into this stopped broker's data directory instead of sending a request.
         #[arg(long, value_name = "DIR")]
-        data_dir: PathBuf,
+        data_dir: Option<PathBuf>,
         /// Which credentials to write.
         #[arg(long, default_value = "both", value_parser = ["both", "SCRAM-SHA-256", "SCRAM-SHA-512"])]
         mechanism: String,
         /// PBKDF2 iterations (4096 to 16384).
         #[arg(long, default_value_t = BOOTSTRAP_ITERATIONS)]
         iterations: u32,
-        /// Read the password from the first line of standard input.
+        /// Read the new user's password from the first line of standard input.
         #[arg(long, conflicts_with = "generate_password")]
         password_stdin: bool,
-        /// Generate a password and print it on standard output.
+        /// Generate a password and print it.
         #[arg(long)]
         generate_password: bool,
+        #[command(flatten)]
+        common: CommonFlags,
+    },
+    /// List users and their SCRAM mechanisms (all users when no name is given).
+    ///
+    /// Example:
+    ///   ktb user describe alice bob --output json
+    #[command(verbatim_doc_comment)]
+    Describe {
+        /// User names.
+        names: Vec<String>,
+        #[command(flatten)]
+        common: CommonFlags,
+    },
+    /// Delete a user's SCRAM credentials (all of them by default).
+    ///
+    /// Tokens the user owns keep working until they expire, as in Kafka, unless
+    /// --expire-tokens is given.
+    ///
+    /// Example:
+    ///   ktb user delete app --expire-tokens
+    #[command(verbatim_doc_comment)]
+    Delete {
+        /// The user name.
+        name: String,
+        /// Which credential to delete.
+        #[arg(long, default_value = "all", value_parser = ["all", "SCRAM-SHA-256", "SCRAM-SHA-512"])]
+        mechanism: String,
+        /// Also expire every token the user owns.
+        #[arg(long)]
+        expire_tokens: bool,
+        #[command(flatten)]
+        common: CommonFlags,
     },
 }
 
@@ -96,20 +168,24 @@ const EXIT_STARTUP: u8 = 2;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    let default_filter = if matches!(cli.command, Command::Serve { .. }) { "info" } else { "warn" };
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("KTB_LOG").unwrap_or_else(|_| "info".into()))
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("KTB_LOG").unwrap_or_else(|_| default_filter.into()),
+        )
         .init();
     match cli.command {
         Command::Serve { config, overrides, print_config } => serve(config, overrides, print_config),
         Command::User(UserCommand::Add {
             name,
-            data_dir,
+            data_dir: Some(data_dir),
             mechanism,
             iterations,
             password_stdin,
             generate_password,
+            ..
         }) => match user_add(&name, &data_dir, &mechanism, iterations, password_stdin, generate_password) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
@@ -117,7 +193,131 @@ fn main() -> ExitCode {
                 ExitCode::from(EXIT_STARTUP)
             }
         },
+        Command::User(UserCommand::Add {
+            name,
+            data_dir: None,
+            mechanism,
+            iterations,
+            password_stdin,
+            generate_password,
+            common,
+        }) => {
+            let output = common.output;
+            let result = new_password(&name, iterations, password_stdin, generate_password, &common)
+                .map_err(CliError::Usage)
+                .and_then(|(password, generated)| {
+                    let args =
+                        cli_user::AddArgs { name: &name, mechanism: &mechanism, iterations, password, generated };
+                    client_runtime()?.block_on(cli_user::add(args, &common))
+                });
+            finish(result, output)
+        }
+        Command::User(UserCommand::Describe { names, common }) => {
+            let output = common.output;
+            finish(client_runtime().and_then(|rt| rt.block_on(cli_user::describe(&names, &common))), output)
+        }
+        Command::User(UserCommand::Delete { name, mechanism, expire_tokens, common }) => {
+            let output = common.output;
+            let run =
+                |rt: tokio::runtime::Runtime| rt.block_on(cli_user::delete(&name, &mechanism, expire_tokens, &common));
+            finish(client_runtime().and_then(run), output)
+        }
+        Command::Config(ConfigCommand::Show { common }) => {
+            let output = common.output;
+            finish(kafka_token_broker::cli::config_show(&common), output)
+        }
+        Command::Token(cmd) => {
+            let output = token_output(&cmd);
+            finish(client_runtime().and_then(|rt| rt.block_on(kafka_token_broker::cli::token::run(cmd))), output)
+        }
     }
+}
+
+fn token_output(cmd: &TokenCommand) -> Output {
+    match cmd {
+        TokenCommand::Create(a) => a.common.output,
+        TokenCommand::Renew(a) | TokenCommand::Expire(a) => a.common.output,
+        TokenCommand::Describe(a) => a.common.output,
+        TokenCommand::Revoke(a) => a.common.output,
+        TokenCommand::Refresh(a) => a.common.output,
+    }
+}
+
+/// A single-threaded runtime for the client commands.
+fn client_runtime() -> Result<tokio::runtime::Runtime, CliError> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| CliError::Internal(format!("cannot start the async runtime: {e}")))
+}
+
+/// Prints a client command's error (T-CLI-5) and turns the result into the exit code.
+fn finish(result: Result<(), CliError>, output: Output) -> ExitCode {
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            match output {
+                Output::Json => kafka_token_broker::cli::print_json(&e.to_json()),
+                Output::Table => eprintln!("error: {e}"),
+            }
+            ExitCode::from(e.exit_code())
+        }
+    }
+}
+
+/// The password for a new user: from stdin, generated, or typed twice on a terminal.
+fn new_password(
+    name: &str,
+    iterations: u32,
+    password_stdin: bool,
+    generate: bool,
+    common: &CommonFlags,
+) -> Result<(String, bool), String> {
+    check_user_name(name)?;
+    if !(MIN_ITERATIONS..=MAX_ITERATIONS).contains(&iterations) {
+        return Err(format!("--iterations {iterations} is outside {MIN_ITERATIONS}..={MAX_ITERATIONS}"));
+    }
+    if password_stdin && common.connection.sasl_password_stdin {
+        return Err("--password-stdin and --sasl-password-stdin both want standard input; use KTB_SASL_PASSWORD or \
+                    a --command-config file for the login"
+            .into());
+    }
+    read_new_password(name, password_stdin, generate).map(|p| (p, generate))
+}
+
+fn check_user_name(name: &str) -> Result<(), String> {
+    if name.is_empty() || !name.bytes().all(|b| (0x20..0x7f).contains(&b)) {
+        return Err(format!(
+            "user name {name:?} cannot log in with SCRAM: use printable ASCII characters only (T-USER-10)"
+        ));
+    }
+    Ok(())
+}
+
+fn read_new_password(name: &str, password_stdin: bool, generate: bool) -> Result<String, String> {
+    let password = if generate {
+        use base64::Engine;
+        let mut raw = [0u8; 24];
+        getrandom::fill(&mut raw).map_err(|e| format!("no randomness: {e}"))?;
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(raw)
+    } else if password_stdin {
+        let mut line = String::new();
+        std::io::stdin().read_line(&mut line).map_err(|e| format!("cannot read the password from stdin: {e}"))?;
+        line.trim_end_matches(['\r', '\n']).to_owned()
+    } else if std::io::IsTerminal::is_terminal(&std::io::stdin()) {
+        let first = rpassword::prompt_password(format!("Password for {name}: ")).map_err(|e| e.to_string())?;
+        let again = rpassword::prompt_password("Repeat it: ").map_err(|e| e.to_string())?;
+        if first != again {
+            return Err("the passwords differ; nothing was changed".into());
+        }
+        first
+    } else {
+        return Err("no password: pass --password-stdin or --generate-password".into());
+    };
+    if password.is_empty() {
+        return Err("the password is empty; nothing was changed".into());
+    }
+    Ok(password)
 }
 
 fn serve(file: Option<PathBuf>, overrides: Vec<(String, String)>, print_config: bool) -> ExitCode {
@@ -193,37 +393,12 @@ fn user_add(
     password_stdin: bool,
     generate: bool,
 ) -> Result<(), String> {
-    if name.is_empty() || !name.bytes().all(|b| (0x20..0x7f).contains(&b)) {
-        return Err(format!(
-            "user name {name:?} cannot log in with SCRAM: use printable ASCII characters only (T-USER-10)"
-        ));
-    }
+    check_user_name(name)?;
     if !(MIN_ITERATIONS..=MAX_ITERATIONS).contains(&iterations) {
         return Err(format!("--iterations {iterations} is outside {MIN_ITERATIONS}..={MAX_ITERATIONS}"));
     }
     let dir = DataDir::open_existing(data_dir).map_err(|e| e.0)?;
-    let password = if generate {
-        use base64::Engine;
-        let mut raw = [0u8; 24];
-        getrandom::fill(&mut raw).map_err(|e| format!("no randomness: {e}"))?;
-        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(raw)
-    } else if password_stdin {
-        let mut line = String::new();
-        std::io::stdin().read_line(&mut line).map_err(|e| format!("cannot read the password from stdin: {e}"))?;
-        line.trim_end_matches(['\r', '\n']).to_owned()
-    } else if std::io::IsTerminal::is_terminal(&std::io::stdin()) {
-        let first = rpassword::prompt_password(format!("Password for {name}: ")).map_err(|e| e.to_string())?;
-        let again = rpassword::prompt_password("Repeat it: ").map_err(|e| e.to_string())?;
-        if first != again {
-            return Err("the passwords differ; nothing was changed".into());
-        }
-        first
-    } else {
-        return Err("no password: pass --password-stdin or --generate-password".into());
-    };
-    if password.is_empty() {
-        return Err("the password is empty; nothing was changed".into());
-    }
+    let password = read_new_password(name, password_stdin, generate)?;
     let store = SledStore::open(&dir.store_path()).map_err(|e| e.to_string())?;
     let users = Users::new(std::sync::Arc::new(store));
     let changes: Vec<(String, Alteration)> = new_user_credentials(&password, iterations)
