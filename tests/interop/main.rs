@@ -7,3 +7,4 @@ mod common;
 mod kcat;
 mod platformatic;
 mod python_client;
+mod refresh;
