@@ -309,9 +309,32 @@ pub enum StoreKind {
     },
 }
 
+/// Where a SASL_SSL listener's certificate and key come from (PEM only).
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct KeystoreSettings {
+    /// `ssl.keystore.location`: a PEM file holding the certificate chain and the key.
+    pub location: Option<String>,
+    /// `ssl.keystore.certificate.chain`: the certificate chain as PEM text.
+    pub certificate_chain: Option<String>,
+    /// `ssl.keystore.key`: the private key as PEM text (never printed).
+    pub key: Option<String>,
+}
+
+impl fmt::Debug for KeystoreSettings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("KeystoreSettings")
+            .field("location", &self.location)
+            .field("certificate_chain", &self.certificate_chain.as_ref().map(|_| "[pem]"))
+            .field("key", &self.key.as_ref().map(|_| "[hidden]"))
+            .finish()
+    }
+}
+
 /// The typed broker configuration.
 #[derive(Debug, Clone)]
 pub struct Config {
+    /// The certificate and key of SASL_SSL listeners.
+    pub keystore: KeystoreSettings,
     /// The listeners, in configuration order.
     pub listeners: Vec<ListenerConfig>,
     /// This node's id, returned as broker id and controller id.
@@ -375,7 +398,23 @@ impl Config {
         if bootstrap_user.is_empty() {
             return Err(invalid("ktb.bootstrap.user", "", "must not be empty"));
         }
+        let keystore = KeystoreSettings {
+            location: r.get("ssl.keystore.location").filter(|v| !v.is_empty()).map(str::to_owned),
+            certificate_chain: r.get("ssl.keystore.certificate.chain").filter(|v| !v.is_empty()).map(str::to_owned),
+            key: r.get("ssl.keystore.key").filter(|v| !v.is_empty()).map(str::to_owned),
+        };
+        if let Some(t) = r.get("ssl.keystore.type").filter(|t| !t.is_empty() && *t != "PEM") {
+            return Err(invalid("ssl.keystore.type", t, "only PEM is supported"));
+        }
+        if r.get("ssl.key.password").is_some_and(|p| !p.is_empty()) {
+            return Err(invalid(
+                "ssl.key.password",
+                "[hidden]",
+                "encrypted keys are not supported; give an unencrypted PEM key",
+            ));
+        }
         Ok(Config {
+            keystore,
             listeners: parse_listeners(r)?,
             node_id: int(r, "node.id", 0, i32::MAX as i64)? as i32,
             sasl_mechanisms: parse_mechanisms(r)?,

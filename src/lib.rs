@@ -16,4 +16,5 @@ pub mod ids;
 pub mod properties;
 pub mod server;
 pub mod store;
+pub mod tls;
 pub mod tokens;

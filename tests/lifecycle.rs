@@ -225,11 +225,9 @@ async fn t_log_2_failed_logins_are_logged() {
 #[test]
 fn unserved_settings_are_startup_errors() {
     let cwd = tempfile::tempdir().unwrap();
-    for (k, v, needle) in [
-        ("ktb.metrics.listener", "127.0.0.1:9404", "ktb.metrics.listener"),
-        ("listeners", "SASL_SSL://127.0.0.1:0", "SASL_SSL"),
-        ("ktb.store", "etcd", "etcd"),
-    ] {
+    for (k, v, needle) in
+        [("ktb.metrics.listener", "127.0.0.1:9404", "ktb.metrics.listener"), ("ktb.store", "etcd", "etcd")]
+    {
         let out = Command::new(ktb_bin())
             .args(["serve", "-o", &format!("{k}={v}")])
             .env("KTB_ADMIN_PASSWORD", "x")

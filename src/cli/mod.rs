@@ -195,7 +195,13 @@ pub fn settings(flags: &ConnectionFlags) -> Result<Settings, CliError> {
 /// Connects to the bootstrap server and logs in as the settings say.
 pub async fn connect(s: &Settings, timeout_ms: i64) -> Result<Client, CliError> {
     let timeout = Duration::from_millis(timeout_ms.max(1) as u64);
-    let mut client = Client::connect(&s.bootstrap.value, timeout).await?;
+    let tls = match s.security_protocol.value.as_str() {
+        "SASL_SSL" => Some(
+            crate::tls::client_config(s.truststore.as_ref().map(|t| t.value.as_slice())).map_err(CliError::Usage)?,
+        ),
+        _ => None,
+    };
+    let mut client = Client::connect(&s.bootstrap.value, timeout, tls).await?;
     if s.security_protocol.value == "PLAINTEXT" {
         return Ok(client);
     }
@@ -234,6 +240,7 @@ pub fn config_show(common: &CommonFlags) -> Result<(), CliError> {
         ("sasl_username", shown(&s.username)),
         ("sasl_password", hidden(&s.password)),
         ("tokenauth", Some((s.token_auth.value.to_string(), s.token_auth.source.to_string()))),
+        ("ssl_truststore", s.truststore.as_ref().map(|t| ("PEM".to_owned(), t.source.to_string()))),
     ];
     let path = settings::profile_path(&|k| std::env::var(k).ok());
     match common.output {

@@ -86,6 +86,8 @@ pub struct Settings {
     pub password: Option<Sourced<String>>,
     /// True when the credentials are a token's (`tokenauth="true"` in the JAAS line).
     pub token_auth: Sourced<bool>,
+    /// PEM certificates to trust for SASL_SSL (the system's roots when absent).
+    pub truststore: Option<Sourced<Vec<u8>>>,
     /// Keys of the command-config file that were ignored.
     pub ignored: Vec<String>,
 }
@@ -100,6 +102,7 @@ impl Settings {
             username: self.username.clone(),
             password: self.password.clone(),
             token_auth: self.token_auth.clone(),
+            truststore: self.truststore.clone(),
             ignored: Vec::new(),
         }
     }
@@ -115,6 +118,7 @@ struct Profile {
     sasl_username: Option<String>,
     sasl_password: Option<String>,
     sasl_password_file: Option<String>,
+    ssl_truststore_location: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -133,6 +137,7 @@ struct Layer {
     username: Option<String>,
     password: Option<String>,
     token_auth: Option<bool>,
+    truststore: Option<Vec<u8>>,
 }
 
 /// The profile file: `$XDG_CONFIG_HOME/ktb/config.toml`, else `~/.config/ktb/config.toml`.
@@ -186,6 +191,7 @@ fn read_profile(name: &str, explicit: bool, env: &dyn Fn(&str) -> Option<String>
         }
         (None, None) => None,
     };
+    let truststore = p.ssl_truststore_location.map(|f| read_pem_file(&expand_home(&f, env))).transpose()?;
     Ok(Layer {
         bootstrap: p.bootstrap_server,
         security_protocol: p.security_protocol,
@@ -193,6 +199,7 @@ fn read_profile(name: &str, explicit: bool, env: &dyn Fn(&str) -> Option<String>
         username: p.sasl_username,
         password,
         token_auth: None,
+        truststore,
     })
 }
 
@@ -239,6 +246,10 @@ pub fn parse_jaas(text: &str) -> Result<BTreeMap<String, String>, String> {
     Ok(out)
 }
 
+fn read_pem_file(path: &Path) -> Result<Vec<u8>, CliError> {
+    std::fs::read(path).map_err(|e| CliError::Usage(format!("cannot read the truststore {}: {e}", path.display())))
+}
+
 fn read_command_config(path: &Path) -> Result<(Layer, Vec<String>), CliError> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| CliError::Usage(format!("cannot read --command-config {}: {e}", path.display())))?;
@@ -253,6 +264,12 @@ fn read_command_config(path: &Path) -> Result<(Layer, Vec<String>), CliError> {
             "sasl.mechanism" | "sasl.mechanisms" => layer.mechanism = Some(v),
             "sasl.username" => layer.username = Some(v),
             "sasl.password" => layer.password = Some(v),
+            "ssl.truststore.type" if v != "PEM" => {
+                return Err(CliError::Usage(format!("ssl.truststore.type={v}: only PEM truststores are supported")));
+            }
+            "ssl.truststore.type" => {}
+            "ssl.truststore.location" => layer.truststore = Some(read_pem_file(Path::new(&v))?),
+            "ssl.truststore.certificates" => layer.truststore = Some(v.into_bytes()),
             "sasl.jaas.config" => {
                 let opts = parse_jaas(&v).map_err(CliError::Usage)?;
                 layer.username = opts.get("username").cloned().or(layer.username);
@@ -279,6 +296,7 @@ pub fn resolve(
         username: flags.sasl_username.clone(),
         password: stdin_password,
         token_auth: None,
+        truststore: None,
     };
     let (config_layer, ignored) = match &flags.command_config {
         Some(p) => read_command_config(p)?,
@@ -292,6 +310,7 @@ pub fn resolve(
         username: var("KTB_SASL_USERNAME"),
         password: var("KTB_SASL_PASSWORD"),
         token_auth: None,
+        truststore: None,
     };
     let (profile_name, explicit) = match (&flags.profile, var("KTB_PROFILE")) {
         (Some(p), _) => (p.clone(), true),
@@ -318,14 +337,15 @@ pub fn resolve(
         username: pick(&layers, |l| l.username.clone()),
         password: pick(&layers, |l| l.password.clone()),
         token_auth: pick(&layers, |l| l.token_auth).unwrap_or(Sourced { value: false, source: Source::Default }),
+        truststore: pick(&layers, |l| l.truststore.clone()),
         ignored,
     };
     match settings.security_protocol.value.as_str() {
-        "SASL_PLAINTEXT" | "PLAINTEXT" => {}
-        "SASL_SSL" | "SSL" => {
+        "SASL_PLAINTEXT" | "PLAINTEXT" | "SASL_SSL" => {}
+        "SSL" => {
             return Err(CliError::Usage(format!(
-                "security.protocol={} ({}): TLS is not supported by this ktb client yet; use SASL_PLAINTEXT",
-                settings.security_protocol.value, settings.security_protocol.source
+                "security.protocol=SSL ({}): TLS without SASL is not supported; use SASL_SSL",
+                settings.security_protocol.source
             )));
         }
         other => return Err(CliError::Usage(format!("unknown security.protocol {other:?}"))),

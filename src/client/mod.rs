@@ -5,6 +5,7 @@
 //! both sides support. It works against ktb and against Apache Kafka alike.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use base64::Engine;
@@ -19,8 +20,12 @@ use ktb_protocol::apis;
 use ktb_protocol::client::{decode_response, encode_request};
 use ktb_protocol::frame::decode_frame;
 use ktb_protocol::scram::{ScramClient, ScramMechanism};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
+
+/// A byte stream to a broker: TCP, or TLS over TCP.
+trait Stream: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Stream for T {}
 
 /// The client id ktb sends.
 const CLIENT_ID: &str = "ktb-cli";
@@ -75,7 +80,7 @@ pub enum ClientError {
 
 /// One authenticated connection.
 pub struct Client {
-    stream: TcpStream,
+    stream: Box<dyn Stream>,
     buf: BytesMut,
     next_correlation: i32,
     /// The server's version range per API key.
@@ -86,14 +91,39 @@ pub struct Client {
 }
 
 impl Client {
-    /// Connects to the first reachable server of `bootstrap` (`host:port[,host:port]`) and
-    /// negotiates API versions.
-    pub async fn connect(bootstrap: &str, timeout: Duration) -> Result<Client, ClientError> {
+    /// Connects to the first reachable server of `bootstrap` (`host:port[,host:port]`),
+    /// over TLS when `tls` is given, and negotiates API versions.
+    pub async fn connect(
+        bootstrap: &str,
+        timeout: Duration,
+        tls: Option<Arc<rustls::ClientConfig>>,
+    ) -> Result<Client, ClientError> {
         let mut last = String::new();
         for address in bootstrap.split(',').map(str::trim).filter(|a| !a.is_empty()) {
             match tokio::time::timeout(timeout, TcpStream::connect(address)).await {
-                Ok(Ok(stream)) => {
-                    let _ = stream.set_nodelay(true);
+                Ok(Ok(tcp)) => {
+                    let _ = tcp.set_nodelay(true);
+                    let stream: Box<dyn Stream> = match &tls {
+                        None => Box::new(tcp),
+                        Some(config) => {
+                            let host = address.rsplit_once(':').map_or(address, |(h, _)| h);
+                            let host = host.trim_start_matches('[').trim_end_matches(']');
+                            let name = rustls::pki_types::ServerName::try_from(host.to_owned())
+                                .map_err(|e| ClientError::Connect(format!("{address}: bad TLS server name: {e}")))?;
+                            let connector = tokio_rustls::TlsConnector::from(config.clone());
+                            match tokio::time::timeout(timeout, connector.connect(name, tcp)).await {
+                                Ok(Ok(s)) => Box::new(s),
+                                Ok(Err(e)) => {
+                                    last = format!("{address}: TLS handshake failed: {e}");
+                                    continue;
+                                }
+                                Err(_) => {
+                                    last = format!("{address}: no TLS handshake within {timeout:?}");
+                                    continue;
+                                }
+                            }
+                        }
+                    };
                     let mut c = Client {
                         stream,
                         buf: BytesMut::with_capacity(4096),

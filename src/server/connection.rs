@@ -10,8 +10,7 @@ use kafka_protocol::messages::ResponseKind;
 use ktb_protocol::frame::{begin_frame, decode_frame, finish_frame};
 use ktb_protocol::request::{Request, parse_request};
 use ktb_protocol::response::{encode_response, encode_unsupported_api_versions};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::watch;
 use tracing::{debug, error};
 
@@ -23,11 +22,11 @@ use crate::config::{HostPort, SecurityProtocol};
 /// Serves one connection until the client leaves, it idles out (T-WIRE-5), it sends
 /// something that closes it, or the broker stops. Requests are handled one at a time in
 /// arrival order; frames a client pipelines wait in the read buffer (T-WIRE-4).
-pub(super) async fn serve(
+pub(super) async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
     broker: Arc<Broker>,
     endpoint: &HostPort,
     protocol: SecurityProtocol,
-    mut stream: TcpStream,
+    mut stream: S,
     peer: SocketAddr,
     mut stop: watch::Receiver<bool>,
 ) {

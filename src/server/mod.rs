@@ -260,6 +260,8 @@ pub(crate) struct BoundListener {
     protocol: SecurityProtocol,
     tcp: TcpListener,
     advertised: HostPort,
+    /// The TLS acceptor of a SASL_SSL listener.
+    tls: Option<tokio_rustls::TlsAcceptor>,
 }
 
 /// A broker whose listeners are bound and which is ready to [`Server::run`].
@@ -270,7 +272,7 @@ pub struct Server {
 
 impl Server {
     /// Binds every configured listener. Fails, with nothing left listening, if one cannot
-    /// be bound or uses a protocol this build does not serve yet.
+    /// be bound or a SASL_SSL listener has no usable keystore.
     pub async fn bind(broker: Broker) -> Result<Server, StartupError> {
         if let Some(addr) = &broker.config.metrics_listener {
             return Err(StartupError(format!(
@@ -279,13 +281,13 @@ impl Server {
         }
         let mut listeners = Vec::new();
         for l in &broker.config.listeners {
-            if l.protocol == SecurityProtocol::SaslSsl {
-                return Err(StartupError(format!(
-                    "listener {}: SASL_SSL is not served by this build yet; use SASL_PLAINTEXT (behind a TLS \
-                     terminator if the network is untrusted)",
-                    l.name
-                )));
-            }
+            let tls = match l.protocol {
+                SecurityProtocol::SaslSsl => Some(tokio_rustls::TlsAcceptor::from(
+                    crate::tls::server_config(&broker.config.keystore)
+                        .map_err(|e| StartupError(format!("listener {}: {e}", l.name)))?,
+                )),
+                _ => None,
+            };
             let host = if l.bind.host.is_empty() { "0.0.0.0" } else { l.bind.host.as_str() };
             let tcp = TcpListener::bind((host, l.bind.port))
                 .await
@@ -299,7 +301,7 @@ impl Server {
                 },
                 port: local.port(),
             });
-            listeners.push(BoundListener { name: l.name.clone(), protocol: l.protocol, tcp, advertised });
+            listeners.push(BoundListener { name: l.name.clone(), protocol: l.protocol, tcp, advertised, tls });
         }
         Ok(Server { broker: Arc::new(broker), listeners })
     }

@@ -502,3 +502,25 @@ pub fn contains(haystack: &[u8], needle: &[u8]) -> bool {
 pub fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
+
+/// A CA, and a server certificate it signed for localhost and 127.0.0.1, as PEM.
+pub struct Pki {
+    pub ca_pem: String,
+    pub server_chain_pem: String,
+    pub server_key_pem: String,
+}
+
+pub fn pki() -> Pki {
+    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair, KeyUsagePurpose};
+    let ca_key = KeyPair::generate().unwrap();
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.distinguished_name.push(DnType::CommonName, "ktb test CA");
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca_params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+    let ca = ca_params.self_signed(&ca_key).unwrap();
+    let key = KeyPair::generate().unwrap();
+    let mut params = CertificateParams::new(vec!["localhost".to_owned(), "127.0.0.1".to_owned()]).unwrap();
+    params.distinguished_name.push(DnType::CommonName, "localhost");
+    let server = params.signed_by(&key, &ca, &ca_key).unwrap();
+    Pki { ca_pem: ca.pem(), server_chain_pem: server.pem(), server_key_pem: key.serialize_pem() }
+}

@@ -117,3 +117,52 @@ async fn kcat_token_login_through_the_implicit_path() {
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(stderr.contains("SASL authentication error"), "{stderr}");
 }
+
+/// SPEC §6.1 (SASL_SSL, PEM keystore), T-SCOPE-2: kcat (librdkafka with OpenSSL) lists
+/// the broker over SASL_SSL, trusting the test CA, with a user and with a token.
+#[tokio::test]
+async fn kcat_over_sasl_ssl() {
+    use crate::common::token_api::create;
+    use crate::common::{TestClient, token_password};
+    let cwd = tempfile::tempdir().unwrap();
+    let pki = crate::common::pki();
+    let ca = cwd.path().join("ca.pem");
+    std::fs::write(&ca, &pki.ca_pem).unwrap();
+    let p = KtbProcess::start(
+        cwd.path(),
+        &[],
+        &[
+            ("KTB_LISTENERS", "SASL_SSL://127.0.0.1:0,SASL_PLAINTEXT://127.0.0.1:0"),
+            ("KTB_LISTENER_SECURITY_PROTOCOL_MAP", "SASL_SSL:SASL_SSL,SASL_PLAINTEXT:SASL_PLAINTEXT"),
+            ("KTB_ADMIN_PASSWORD", "kcat-admin-secret"),
+            ("KTB_SSL_KEYSTORE_CERTIFICATE_CHAIN", &pki.server_chain_pem),
+            ("KTB_SSL_KEYSTORE_KEY", &pki.server_key_pem),
+        ],
+    );
+    let tls_addr = p.addr.expect("ktb listens");
+    let plain_addr = p
+        .wait_for_log("listening on SASL_PLAINTEXT://")
+        .and_then(|l| l.split("://").nth(1)?.split_whitespace().next()?.parse::<std::net::SocketAddr>().ok());
+    let mut admin = TestClient::connect(plain_addr.expect("second listener")).await;
+    assert_eq!(
+        admin
+            .scram_login(ktb_protocol::scram::ScramMechanism::Sha512, "admin", "kcat-admin-secret", false)
+            .await
+            .error_code,
+        0
+    );
+    let t = create(&mut admin, 3, None, &[], -1).await;
+    let password = token_password(&t.hmac);
+    for (user, pw) in [("admin", "kcat-admin-secret"), (t.token_id.as_str(), password.as_str())] {
+        let out = kcat()
+            .args(["-b", &tls_addr.to_string(), "-L", "-m", "10"])
+            .args(["-X", "security.protocol=SASL_SSL", "-X", &format!("ssl.ca.location={}", ca.display())])
+            .args(["-X", "sasl.mechanisms=SCRAM-SHA-256", "-X", &format!("sasl.username={user}")])
+            .args(["-X", &format!("sasl.password={pw}")])
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "{user}: {stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+        assert!(stdout.contains(&format!("broker 1 at {tls_addr} (controller)")), "{stdout}");
+    }
+}
