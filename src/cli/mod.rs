@@ -41,8 +41,13 @@ pub enum CliError {
     #[error("{0}")]
     Connection(String),
     /// A refused login (exit 3).
-    #[error("{0}")]
-    Auth(String),
+    #[error("{} ({code}): {message}; check the user name, password and --sasl-mechanism (see `ktb config show`)", error_code::name(*code))]
+    Auth {
+        /// The Kafka error code (58, 33, ...).
+        code: i16,
+        /// The server's message.
+        message: String,
+    },
     /// A Kafka error code in an answer (exit 4).
     #[error("{}", kafka_message(*code, message))]
     Kafka {
@@ -64,7 +69,7 @@ impl CliError {
     pub fn exit_code(&self) -> u8 {
         match self {
             CliError::Usage(_) => exit::USAGE,
-            CliError::Connection(_) | CliError::Auth(_) => exit::CONNECTION,
+            CliError::Connection(_) | CliError::Auth { .. } => exit::CONNECTION,
             CliError::Kafka { .. } => exit::KAFKA,
             CliError::Timeout(_) => exit::TIMEOUT,
             CliError::Internal(_) => exit::INTERNAL,
@@ -74,7 +79,7 @@ impl CliError {
     /// The error as JSON for `--output json`.
     pub fn to_json(&self) -> serde_json::Value {
         match self {
-            CliError::Kafka { code, .. } => {
+            CliError::Kafka { code, .. } | CliError::Auth { code, .. } => {
                 json!({"error": {"code": code, "name": error_code::name(*code), "message": self.to_string()}})
             }
             other => json!({"error": {"code": null, "name": null, "message": other.to_string()}}),
@@ -91,10 +96,7 @@ impl From<ClientError> for CliError {
             ClientError::Timeout(d) => {
                 CliError::Timeout(format!("the broker did not answer within {d:?}; retry, or raise --timeout"))
             }
-            ClientError::Auth { code, message } => CliError::Auth(format!(
-                "login refused: {} ({code}): {message}; check the user name, password and --sasl-mechanism (see `ktb config show`)",
-                error_code::name(code)
-            )),
+            ClientError::Auth { code, message } => CliError::Auth { code, message },
             ClientError::Protocol(m) => CliError::Connection(m),
             ClientError::Unsupported(m) => CliError::Internal(format!("the broker does not support {m}")),
         }
@@ -150,8 +152,8 @@ pub struct CommonFlags {
     /// Output format.
     #[arg(long, value_enum, env = "KTB_OUTPUT", default_value = "table", global = true)]
     pub output: Output,
-    /// How long to wait for the broker (ms, or 30s, 5m, ...).
-    #[arg(long, default_value = "30s", value_parser = parse_duration, global = true)]
+    /// How long to wait for each answer from the broker (ms, or 30s, 5m, ...).
+    #[arg(long, default_value = "30s", value_parser = parse_timeout, global = true)]
     pub timeout: i64,
 }
 
@@ -175,6 +177,13 @@ pub fn parse_duration(s: &str) -> Result<i64, String> {
     n.checked_mul(factor).ok_or_else(|| format!("duration {s:?} is too long"))
 }
 
+fn parse_timeout(s: &str) -> Result<i64, String> {
+    match parse_duration(s)? {
+        t if t > 0 => Ok(t),
+        _ => Err(format!("--timeout {s}: must be longer than 0")),
+    }
+}
+
 /// Reads one line from stdin, without its line ending.
 pub fn read_stdin_line(what: &str) -> Result<String, CliError> {
     let mut line = String::new();
@@ -187,9 +196,17 @@ pub fn read_stdin_line(what: &str) -> Result<String, CliError> {
 }
 
 /// The resolved settings of `flags`, reading the password from stdin when asked.
-pub fn settings(flags: &ConnectionFlags) -> Result<Settings, CliError> {
+/// In table mode, the `--command-config` keys ktb does not use are noted on stderr.
+pub fn settings(common: &CommonFlags) -> Result<Settings, CliError> {
+    let flags = &common.connection;
     let stdin_password = if flags.sasl_password_stdin { Some(read_stdin_line("--sasl-password-stdin")?) } else { None };
-    settings::resolve(flags, stdin_password, &|k| std::env::var(k).ok())
+    let s = settings::resolve(flags, stdin_password, &|k| std::env::var(k).ok())?;
+    if common.output == Output::Table {
+        for k in &s.ignored {
+            eprintln!("note: --command-config key {k} is not used by ktb");
+        }
+    }
+    Ok(s)
 }
 
 /// Connects to the bootstrap server and logs in as the settings say.
@@ -229,7 +246,7 @@ pub fn print_json(v: &serde_json::Value) {
 
 /// `ktb config show`: every connection setting, its value and its source (T-CLI-2).
 pub fn config_show(common: &CommonFlags) -> Result<(), CliError> {
-    let s = settings(&common.connection)?;
+    let s = settings(common)?;
     let hidden =
         |p: &Option<settings::Sourced<String>>| p.as_ref().map(|p| ("[hidden]".to_owned(), p.source.to_string()));
     let shown = |p: &Option<settings::Sourced<String>>| p.as_ref().map(|p| (p.value.clone(), p.source.to_string()));
@@ -266,9 +283,6 @@ pub fn config_show(common: &CommonFlags) -> Result<(), CliError> {
             }
             if let Some(p) = path {
                 println!("\nprofile file: {}", p.display());
-            }
-            for k in &s.ignored {
-                eprintln!("note: --command-config key {k} is not used by ktb");
             }
         }
     }

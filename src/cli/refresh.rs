@@ -16,6 +16,7 @@ use super::{CliError, CommonFlags, connect, parse_duration, settings};
 use crate::auth::Principal;
 use crate::clock::{Clock, SystemClock};
 use crate::fsutil::atomic_write;
+use ktb_protocol::error_code::{DELEGATION_TOKEN_EXPIRED, DELEGATION_TOKEN_NOT_FOUND};
 
 /// Flags of `token refresh`.
 #[derive(Debug, clap::Args)]
@@ -34,13 +35,13 @@ pub struct RefreshArgs {
     #[arg(long, value_name = "FILE")]
     pub state: Option<PathBuf>,
     /// The owner of new tokens (User:name; needs a super user).
-    #[arg(long, value_name = "PRINCIPAL")]
+    #[arg(long, visible_alias = "owner-principal", value_name = "PRINCIPAL")]
     pub owner: Option<String>,
     /// Renewers of new tokens. Repeatable.
-    #[arg(long = "renewer", value_name = "PRINCIPAL")]
+    #[arg(long = "renewer", visible_alias = "renewer-principal", value_name = "PRINCIPAL")]
     pub renewers: Vec<String>,
     /// Max lifetime of new tokens (-1: the broker's default).
-    #[arg(long, default_value = "-1", value_parser = parse_duration, allow_hyphen_values = true)]
+    #[arg(long, visible_alias = "max-life-time-period", default_value = "-1", value_parser = parse_duration, allow_hyphen_values = true)]
     pub max_lifetime: i64,
     /// Renew this long before expiry [default: min(1h, a third of the renew period)].
     #[arg(long, value_parser = parse_duration)]
@@ -82,8 +83,8 @@ pub enum Format {
     Json,
 }
 
-/// What the sidecar remembers between runs.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+/// What the sidecar remembers between runs (its `Debug` hides HMACs).
+#[derive(Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct State {
     /// The token the file holds.
     pub token: CreatedToken,
@@ -94,8 +95,8 @@ pub struct State {
     pub retiring: Vec<Retiring>,
 }
 
-/// A replaced token waiting for its grace period to end.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+/// A replaced token waiting for its grace period to end (its `Debug` hides the HMAC).
+#[derive(Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Retiring {
     /// Its id.
     pub token_id: String,
@@ -103,6 +104,22 @@ pub struct Retiring {
     pub hmac: String,
     /// When to expire it.
     pub expire_at_ms: i64,
+}
+
+impl std::fmt::Debug for State {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("State")
+            .field("token", &self.token)
+            .field("last_change_ms", &self.last_change_ms)
+            .field("retiring", &self.retiring)
+            .finish()
+    }
+}
+
+impl std::fmt::Debug for Retiring {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Retiring").field("token_id", &self.token_id).field("expire_at_ms", &self.expire_at_ms).finish()
+    }
 }
 
 /// The next thing to do.
@@ -122,9 +139,6 @@ pub enum Decision {
 pub fn decide(state: Option<&State>, now: i64, renew_before: Option<i64>, recreate_before: Option<i64>) -> Decision {
     let Some(s) = state else { return Decision::Create };
     let t = &s.token;
-    if let Some(r) = s.retiring.iter().find(|r| r.expire_at_ms <= now) {
-        return Decision::ExpireOld(r.clone());
-    }
     let period = (t.expiry_timestamp_ms - s.last_change_ms).max(0);
     let renew_before = renew_before.unwrap_or_else(|| (period / 3).min(3_600_000));
     let recreate_before = recreate_before.unwrap_or(renew_before.saturating_mul(2));
@@ -135,6 +149,9 @@ pub fn decide(state: Option<&State>, now: i64, renew_before: Option<i64>, recrea
     }
     if now >= renew_at {
         return Decision::Renew;
+    }
+    if let Some(r) = s.retiring.iter().find(|r| r.expire_at_ms <= now) {
+        return Decision::ExpireOld(r.clone());
     }
     let next_retire = s.retiring.iter().map(|r| r.expire_at_ms).min().unwrap_or(i64::MAX);
     Decision::WaitUntil(renew_at.min(recreate_at).min(next_retire))
@@ -197,159 +214,233 @@ pub async fn run(a: RefreshArgs) -> Result<(), CliError> {
     run_with_clock(a, Arc::new(SystemClock)).await
 }
 
+/// What one pass of the loop did.
+enum Step {
+    /// Performed the due action.
+    Acted,
+    /// Something changed without an action (a dead token was dropped): decide again.
+    Again,
+    /// Nothing is due before this time.
+    Wait(i64),
+}
+
+/// The sidecar's working state across passes.
+struct Sidecar {
+    args: RefreshArgs,
+    settings: super::settings::Settings,
+    owner: Option<Principal>,
+    renewers: Vec<Principal>,
+    state_file: PathBuf,
+    state: Option<State>,
+    /// Replaced tokens still to expire after the current token was dropped.
+    carried: Vec<Retiring>,
+    checked: bool,
+    /// The last action and when, to stop a schedule that is due again at once.
+    last_action: Option<(bool, i64)>,
+}
+
+impl Sidecar {
+    fn write_state(&self) -> Result<(), CliError> {
+        match &self.state {
+            Some(s) => {
+                let json = serde_json::to_vec_pretty(s).map_err(|e| CliError::Internal(e.to_string()))?;
+                write(&self.state_file, &json)
+            }
+            None => Ok(()),
+        }
+    }
+
+    /// Writes the out file for the current token if it does not hold it already.
+    async fn write_out(&self, address: &str) -> Result<(), CliError> {
+        let Some(s) = &self.state else { return Ok(()) };
+        let st = &self.settings;
+        let body = render(&s.token, self.args.format, &st.security_protocol.value, &self.args.mechanism, address);
+        if std::fs::read(&self.args.out).ok().as_deref() != Some(body.as_bytes()) {
+            write(&self.args.out, body.as_bytes())?;
+            run_exec(self.args.exec.as_deref()).await;
+        }
+        Ok(())
+    }
+
+    fn drop_token(&mut self) {
+        if let Some(s) = self.state.take() {
+            self.carried.extend(s.retiring);
+        }
+    }
+
+    /// One pass at time `now`: connect only when something is due (or at the first pass).
+    async fn step(&mut self, now: i64) -> Result<Step, CliError> {
+        let (renew_before, recreate_before) = (self.args.renew_before, self.args.recreate_before);
+        if self.checked
+            && let Decision::WaitUntil(t) = decide(self.state.as_ref(), now, renew_before, recreate_before)
+        {
+            return Ok(Step::Wait(t));
+        }
+        let mut client = connect(&self.settings, self.args.common.timeout).await?;
+        if !self.checked {
+            // T-REFRESH-1: a remembered token must still be visible and live.
+            if let Some(s) = &self.state {
+                let (_, tokens) = describe_tokens(&mut client, &[]).await?;
+                let live = tokens.iter().any(|t| {
+                    t.token_id.as_str() == s.token.token_id && t.expiry_timestamp >= now && t.max_timestamp >= now
+                });
+                if live {
+                    self.write_out(&client.address).await?;
+                } else {
+                    log(&format!("token {} is gone or expired; creating a new one", s.token.token_id));
+                    self.drop_token();
+                }
+            }
+            self.checked = true;
+        }
+        let decision = decide(self.state.as_ref(), now, renew_before, recreate_before);
+        let create = matches!(decision, Decision::Create);
+        let acts = matches!(decision, Decision::Create | Decision::Renew);
+        if acts
+            && let Some((was_create, at)) = self.last_action
+            && was_create == create
+            && now.saturating_sub(at) < 1_000
+        {
+            log("the schedule is due again right after acting: --renew-before/--recreate-before must be well below \
+                 the token's renew period and max lifetime; waiting a minute");
+            return Ok(Step::Wait(now.saturating_add(60_000)));
+        }
+        match decision {
+            Decision::WaitUntil(t) => return Ok(Step::Wait(t)),
+            Decision::Create => {
+                let a = &self.args;
+                let t = create_token(&mut client, self.owner.as_ref(), &self.renewers, a.max_lifetime).await?;
+                let mut retiring = std::mem::take(&mut self.carried);
+                if let Some(old) = self.state.take() {
+                    retiring.extend(old.retiring);
+                    if self.args.expire_old {
+                        retiring.push(Retiring {
+                            token_id: old.token.token_id,
+                            hmac: old.token.hmac,
+                            expire_at_ms: now.saturating_add(self.args.grace),
+                        });
+                    }
+                }
+                log(&format!(
+                    "created token {} (expires {}, max {})",
+                    t.token_id,
+                    rfc3339(t.expiry_timestamp_ms),
+                    rfc3339(t.max_timestamp_ms)
+                ));
+                self.state = Some(State { token: t, last_change_ms: now, retiring });
+                // State first: after a crash between the two writes, the restart re-renders
+                // the out file from the state.
+                self.write_state()?;
+                self.write_out(&client.address).await?;
+            }
+            Decision::Renew => {
+                let Some(s) = self.state.as_mut() else { return Ok(Step::Again) };
+                let hmac =
+                    STANDARD.decode(&s.token.hmac).map_err(|_| CliError::Internal("bad HMAC in state".into()))?;
+                match change_token(&mut client, &hmac, -1, false).await {
+                    Ok(expiry) => {
+                        s.token.expiry_timestamp_ms = expiry;
+                        s.last_change_ms = now;
+                        log(&format!("renewed token {} (expires {})", s.token.token_id, rfc3339(expiry)));
+                        self.write_state()?;
+                        self.write_out(&client.address).await?;
+                    }
+                    // T-REFRESH-4: the token is gone or expired: replace it.
+                    Err(CliError::Kafka { code: DELEGATION_TOKEN_NOT_FOUND | DELEGATION_TOKEN_EXPIRED, .. }) => {
+                        log(&format!("token {} can no longer be renewed; creating a new one", s.token.token_id));
+                        self.drop_token();
+                        return Ok(Step::Again);
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
+            Decision::ExpireOld(r) => {
+                let hmac = STANDARD.decode(&r.hmac).map_err(|_| CliError::Internal("bad HMAC in state".into()))?;
+                match change_token(&mut client, &hmac, -1, true).await {
+                    Ok(_) => log(&format!("expired replaced token {}", r.token_id)),
+                    // A refusal will not change by retrying: let it go.
+                    Err(CliError::Kafka { code, .. }) => log(&format!(
+                        "replaced token {} not expired ({})",
+                        r.token_id,
+                        ktb_protocol::error_code::name(code)
+                    )),
+                    Err(e) => return Err(e),
+                }
+                if let Some(s) = self.state.as_mut() {
+                    s.retiring.retain(|x| x.token_id != r.token_id);
+                }
+                self.write_state()?;
+            }
+        }
+        if acts {
+            self.last_action = Some((create, now));
+        }
+        Ok(Step::Acted)
+    }
+}
+
 /// The sidecar on `clock`.
 pub async fn run_with_clock(a: RefreshArgs, clock: Arc<dyn Clock>) -> Result<(), CliError> {
-    let owner = a
-        .owner
-        .as_deref()
-        .map(|o| Principal::parse(o).ok_or_else(|| CliError::Usage(format!("bad --owner {o:?}"))))
-        .transpose()?;
-    let renewers = a
-        .renewers
-        .iter()
-        .map(|r| Principal::parse(r).ok_or_else(|| CliError::Usage(format!("bad --renewer {r:?}"))))
-        .collect::<Result<Vec<_>, _>>()?;
-    let st = settings(&a.common.connection)?;
-    if st.token_auth.value {
+    let parse =
+        |p: &str| Principal::parse(p).ok_or_else(|| CliError::Usage(format!("{p:?}: a principal is User:name")));
+    let owner = a.owner.as_deref().map(parse).transpose()?;
+    let renewers = a.renewers.iter().map(|r| parse(r)).collect::<Result<Vec<_>, _>>()?;
+    let settings = settings(&a.common)?;
+    if settings.token_auth.value {
         return Err(CliError::Usage(
             "token refresh must log in as a user: token-authenticated sessions cannot manage tokens (64)".into(),
         ));
     }
     let state_file = state_path(&a);
-    let mut state = load_state(&state_file)?;
-    let mut checked = false;
+    let state = load_state(&state_file)?;
+    let once = a.once;
+    let mut car = Sidecar {
+        args: a,
+        settings,
+        owner,
+        renewers,
+        state_file,
+        state,
+        carried: Vec::new(),
+        checked: false,
+        last_action: None,
+    };
     let mut backoff_ms: i64 = 1_000;
+    // How early the current wake-up is (the jitter), so the due action runs now.
+    let mut early = 0;
     let mut terminate = termination()?;
     loop {
-        let attempt: Result<Option<i64>, CliError> = async {
-            let mut client = connect(&st, a.common.timeout).await?;
-            // T-REFRESH-1: a remembered token must still be visible and live.
-            if !checked {
-                if let Some(s) = &state {
-                    let (_, tokens) = describe_tokens(&mut client, &[]).await?;
-                    let now = clock.now_ms();
-                    let live = tokens.iter().any(|t| {
-                        t.token_id.as_str() == s.token.token_id && t.expiry_timestamp >= now && t.max_timestamp >= now
-                    });
-                    if !live {
-                        log(&format!("token {} is gone or expired; creating a new one", s.token.token_id));
-                        state = None;
-                    }
-                }
-                checked = true;
-            }
-            let now = clock.now_ms();
-            match decide(state.as_ref(), now, a.renew_before, a.recreate_before) {
-                Decision::WaitUntil(t) => return Ok(Some(t)),
-                Decision::Create => {
-                    let t = create_token(&mut client, owner.as_ref(), &renewers, a.max_lifetime).await?;
-                    let body = render(&t, a.format, &st.security_protocol.value, &a.mechanism, &client.address);
-                    write(&a.out, body.as_bytes())?;
-                    let mut retiring = state.as_ref().map(|s| s.retiring.clone()).unwrap_or_default();
-                    if let (true, Some(old)) = (a.expire_old, &state) {
-                        retiring.push(Retiring {
-                            token_id: old.token.token_id.clone(),
-                            hmac: old.token.hmac.clone(),
-                            expire_at_ms: now.saturating_add(a.grace),
-                        });
-                    }
-                    log(&format!(
-                        "created token {} (expires {}, max {})",
-                        t.token_id,
-                        rfc3339(t.expiry_timestamp_ms),
-                        rfc3339(t.max_timestamp_ms)
-                    ));
-                    state = Some(State { token: t, last_change_ms: now, retiring });
-                    run_exec(a.exec.as_deref()).await;
-                }
-                Decision::Renew => {
-                    let s = state.as_mut().ok_or_else(|| CliError::Internal("renew without a token".into()))?;
-                    let hmac =
-                        STANDARD.decode(&s.token.hmac).map_err(|_| CliError::Internal("bad HMAC in state".into()))?;
-                    match change_token(&mut client, &hmac, -1, false).await {
-                        Ok(expiry) => {
-                            s.token.expiry_timestamp_ms = expiry;
-                            s.last_change_ms = now;
-                            log(&format!("renewed token {} (expires {})", s.token.token_id, rfc3339(expiry)));
-                            if a.format == Format::Json {
-                                let body = render(
-                                    &s.token,
-                                    a.format,
-                                    &st.security_protocol.value,
-                                    &a.mechanism,
-                                    &client.address,
-                                );
-                                write(&a.out, body.as_bytes())?;
-                                run_exec(a.exec.as_deref()).await;
-                            }
-                        }
-                        // T-REFRESH-4: the token is gone or expired: replace it.
-                        Err(CliError::Kafka { code: 62 | 66, .. }) => {
-                            log(&format!("token {} can no longer be renewed; creating a new one", s.token.token_id));
-                            state = None;
-                            return Ok(None);
-                        }
-                        Err(e) => return Err(e),
-                    }
-                }
-                Decision::ExpireOld(r) => {
-                    let hmac = STANDARD.decode(&r.hmac).map_err(|_| CliError::Internal("bad HMAC in state".into()))?;
-                    match change_token(&mut client, &hmac, -1, true).await {
-                        Ok(_) => log(&format!("expired replaced token {}", r.token_id)),
-                        Err(CliError::Kafka { code: 62, .. }) => {
-                            log(&format!("replaced token {} was already gone", r.token_id))
-                        }
-                        Err(e) => return Err(e),
-                    }
-                    if let Some(s) = state.as_mut() {
-                        s.retiring.retain(|x| x.token_id != r.token_id);
-                    }
-                }
-            }
-            if let Some(s) = &state {
-                let json = serde_json::to_vec_pretty(s).map_err(|e| CliError::Internal(e.to_string()))?;
-                write(&state_file, &json)?;
-            }
-            Ok(None)
-        }
-        .await;
-
-        let wait_until = match attempt {
-            Ok(Some(t)) if a.once => {
-                let _ = t;
-                return Ok(());
-            }
-            Ok(Some(t)) => {
-                backoff_ms = 1_000;
-                // Up to 5% early, so many sidecars do not move in step.
-                let now = clock.now_ms();
-                let span = (t - now).max(0);
-                t - jitter(span / 20)
-            }
-            Ok(None) if a.once => return Ok(()),
-            Ok(None) => {
+        let now = clock.now_ms().saturating_add(early);
+        early = 0;
+        let wait_until = match car.step(now).await {
+            Ok(Step::Acted) if once => return Ok(()),
+            Ok(Step::Wait(_)) if once => return Ok(()),
+            Ok(Step::Acted) | Ok(Step::Again) => {
                 backoff_ms = 1_000;
                 continue;
             }
+            Ok(Step::Wait(t)) => {
+                backoff_ms = 1_000;
+                // Up to 5% early, so sidecars started together do not act in step.
+                let span = t.saturating_sub(clock.now_ms()).max(0);
+                early = jitter(span / 20);
+                t - early
+            }
             Err(e) => {
-                let permanent = matches!(
-                    &e,
-                    CliError::Kafka { .. } | CliError::Auth(_) | CliError::Usage(_) | CliError::Internal(_)
-                );
-                if a.once {
+                if once {
                     return Err(match e {
-                        CliError::Auth(m) => {
-                            CliError::Kafka { code: ktb_protocol::error_code::SASL_AUTHENTICATION_FAILED, message: m }
-                        }
+                        // T-REFRESH-4: a refused login is a Kafka error (58) for --once.
+                        CliError::Auth { code, message } => CliError::Kafka { code, message },
                         other => other,
                     });
                 }
                 if matches!(e, CliError::Usage(_)) {
                     return Err(e);
                 }
+                let transient = matches!(e, CliError::Connection(_) | CliError::Timeout(_));
                 log(&format!("error: {e}; retrying in {} s", backoff_ms / 1000));
-                let wait = clock.now_ms() + backoff_ms;
-                backoff_ms = if permanent { 60_000 } else { (backoff_ms * 2).min(60_000) };
+                let wait = clock.now_ms().saturating_add(backoff_ms);
+                backoff_ms = if transient { (backoff_ms * 2).min(60_000) } else { 60_000 };
                 wait
             }
         };
@@ -372,12 +463,24 @@ fn jitter(max: i64) -> i64 {
     (u64::from_le_bytes(b) % (max as u64 + 1)) as i64
 }
 
+/// Runs the `--exec` command without the sidecar's own credentials in its environment,
+/// and gives up on it after a minute so a hung hook cannot stop the renewals.
 async fn run_exec(cmd: Option<&str>) {
     let Some(cmd) = cmd else { return };
-    match tokio::process::Command::new("sh").arg("-c").arg(cmd).status().await {
-        Ok(s) if s.success() => {}
-        Ok(s) => log(&format!("--exec command exited with {s}")),
-        Err(e) => log(&format!("--exec command could not run: {e}")),
+    let mut command = tokio::process::Command::new("sh");
+    command.arg("-c").arg(cmd).stdin(std::process::Stdio::null()).kill_on_drop(true);
+    for (k, _) in std::env::vars().filter(|(k, _)| k.starts_with("KTB_SASL_")) {
+        command.env_remove(k);
+    }
+    let status = match command.spawn() {
+        Ok(mut child) => tokio::time::timeout(std::time::Duration::from_secs(60), child.wait()).await,
+        Err(e) => return log(&format!("--exec command could not run: {e}")),
+    };
+    match status {
+        Ok(Ok(s)) if s.success() => {}
+        Ok(Ok(s)) => log(&format!("--exec command exited with {s}")),
+        Ok(Err(e)) => log(&format!("--exec command failed: {e}")),
+        Err(_) => log("--exec command ran longer than 60 s and was killed"),
     }
 }
 

@@ -207,13 +207,14 @@ fn read_profile(name: &str, explicit: bool, env: &dyn Fn(&str) -> Option<String>
 /// `org.apache.kafka.common.security.scram.ScramLoginModule required username="u" password="p";`.
 pub fn parse_jaas(text: &str) -> Result<BTreeMap<String, String>, String> {
     let text = text.trim().trim_end_matches(';').trim();
-    let mut words = text.splitn(3, char::is_whitespace);
-    let module = words.next().unwrap_or_default();
+    let (module, rest) = text.split_once(char::is_whitespace).unwrap_or((text, ""));
     if !(module.ends_with("ScramLoginModule") || module.ends_with("PlainLoginModule")) {
         return Err(format!("sasl.jaas.config: unsupported login module {module:?}"));
     }
-    let _flag = words.next();
-    let mut rest = words.next().unwrap_or_default().trim_start();
+    let rest = rest.trim_start();
+    // The control flag (`required`), then the options.
+    let (_flag, rest) = rest.split_once(char::is_whitespace).unwrap_or((rest, ""));
+    let mut rest = rest.trim_start();
     let mut out = BTreeMap::new();
     while !rest.is_empty() {
         let (key, after) =
@@ -336,7 +337,18 @@ pub fn resolve(
         mechanism: or_default(pick(&layers, |l| l.mechanism.clone()), "SCRAM-SHA-512"),
         username: pick(&layers, |l| l.username.clone()),
         password: pick(&layers, |l| l.password.clone()),
-        token_auth: pick(&layers, |l| l.token_auth).unwrap_or(Sourced { value: false, source: Source::Default }),
+        // `tokenauth` belongs to the JAAS line's own credentials: it applies only when the
+        // user name and password both come from that file too.
+        token_auth: match pick(&layers, |l| l.token_auth) {
+            Some(t)
+                if [&pick(&layers, |l| l.username.clone()), &pick(&layers, |l| l.password.clone())]
+                    .iter()
+                    .all(|s| s.as_ref().is_some_and(|s| s.source == Source::CommandConfig)) =>
+            {
+                t
+            }
+            _ => Sourced { value: false, source: Source::Default },
+        },
         truststore: pick(&layers, |l| l.truststore.clone()),
         ignored,
     };
@@ -363,6 +375,25 @@ pub fn resolve(
 mod tests {
     use super::*;
 
+    /// T-CLI-2: `tokenauth` from a JAAS line applies only to that line's own credentials.
+    #[test]
+    fn t_cli_2_tokenauth_goes_with_its_credentials() {
+        let dir = tempfile::tempdir().unwrap();
+        let cc = dir.path().join("c.properties");
+        std::fs::write(
+            &cc,
+            "sasl.jaas.config=x.ScramLoginModule required username=\"tok\" password=\"hmac\" tokenauth=\"true\";\n",
+        )
+        .unwrap();
+        let flags = ConnectionFlags { command_config: Some(cc), ..Default::default() };
+        let none = |_: &str| None;
+        let s = resolve(&flags, None, &none).unwrap();
+        assert!(s.token_auth.value, "the token's own credentials");
+        let flags = ConnectionFlags { sasl_username: Some("alice".into()), ..flags };
+        let s = resolve(&flags, Some("alice-pw".into()), &none).unwrap();
+        assert!(!s.token_auth.value, "a user from flags logs in as a user");
+    }
+
     /// T-CLI-1: JAAS lines as Kafka clients write them.
     #[test]
     fn t_cli_1_jaas_lines() {
@@ -373,8 +404,9 @@ mod tests {
         assert_eq!(o["username"], "tok");
         assert_eq!(o["password"], "a\"b=c");
         assert_eq!(o["tokenauth"], "true");
-        let o = parse_jaas("org.apache.kafka.common.security.plain.PlainLoginModule required username=u password=p;")
-            .unwrap();
+        let o =
+            parse_jaas("org.apache.kafka.common.security.plain.PlainLoginModule \t required   username=u password=p;")
+                .unwrap();
         assert_eq!((o["username"].as_str(), o["password"].as_str()), ("u", "p"));
         assert!(parse_jaas("com.sun.security.auth.module.Krb5LoginModule required;").is_err());
         assert!(parse_jaas(r#"x.ScramLoginModule required username="open"#).is_err());

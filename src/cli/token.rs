@@ -86,8 +86,8 @@ pub struct CreateArgs {
     pub common: CommonFlags,
 }
 
-/// Where an HMAC comes from.
-#[derive(Debug, clap::Args)]
+/// Where an HMAC comes from (its `Debug` hides a literal HMAC).
+#[derive(clap::Args)]
 #[group(required = true, multiple = false)]
 pub struct HmacSource {
     /// The token's HMAC in base64, or - to read it from standard input.
@@ -132,6 +132,15 @@ pub struct RevokeArgs {
     pub token_id: String,
     #[command(flatten)]
     pub common: CommonFlags,
+}
+
+impl std::fmt::Debug for HmacSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HmacSource")
+            .field("hmac", &self.hmac.as_ref().map(|h| if h == "-" { "-" } else { "[hidden]" }))
+            .field("hmac_file", &self.hmac_file)
+            .finish()
+    }
 }
 
 fn principal(s: &str) -> Result<Principal, CliError> {
@@ -182,7 +191,7 @@ pub fn rfc3339(ms: i64) -> String {
 
 /// "in 23h 59m" or "3m ago".
 pub fn relative(ms: i64, now: i64) -> String {
-    let d = (ms - now).abs() / 1000;
+    let d = ms.saturating_sub(now).unsigned_abs().saturating_add(500) / 1000;
     let text = match d {
         d if d >= 86_400 => format!("{}d {}h", d / 86_400, d % 86_400 / 3600),
         d if d >= 3600 => format!("{}h {}m", d / 3600, d % 3600 / 60),
@@ -212,8 +221,9 @@ pub fn snippets(protocol: &str, mechanism: &str, bootstrap: &str, token_id: &str
     [java, librdkafka, kcat]
 }
 
-/// A created token, as the CLI and the refresh sidecar print and store it.
-#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, PartialEq, Eq)]
+/// A created token, as the CLI and the refresh sidecar print and store it (its `Debug`
+/// hides the HMAC).
+#[derive(Clone, serde::Serialize, serde::Deserialize, PartialEq, Eq)]
 pub struct CreatedToken {
     /// The token id.
     pub token_id: String,
@@ -231,6 +241,17 @@ pub struct CreatedToken {
     pub expiry_timestamp_ms: i64,
     /// Max time, epoch ms.
     pub max_timestamp_ms: i64,
+}
+
+impl std::fmt::Debug for CreatedToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CreatedToken")
+            .field("token_id", &self.token_id)
+            .field("owner", &self.owner)
+            .field("expiry_timestamp_ms", &self.expiry_timestamp_ms)
+            .field("max_timestamp_ms", &self.max_timestamp_ms)
+            .finish_non_exhaustive()
+    }
 }
 
 impl CreatedToken {
@@ -350,7 +371,7 @@ pub async fn run(cmd: TokenCommand) -> Result<(), CliError> {
         TokenCommand::Create(a) => {
             let owner = a.owner.as_deref().map(principal).transpose()?;
             let renewers = a.renewers.iter().map(|r| principal(r)).collect::<Result<Vec<_>, _>>()?;
-            let st = settings(&a.common.connection)?;
+            let st = settings(&a.common)?;
             let mut client = connect(&st, a.common.timeout).await?;
             let t = create_token(&mut client, owner.as_ref(), &renewers, a.max_lifetime).await?;
             let protocol = st.security_protocol.value.as_str();
@@ -370,13 +391,13 @@ pub async fn run(cmd: TokenCommand) -> Result<(), CliError> {
         TokenCommand::Expire(a) => change(a, true).await?,
         TokenCommand::Describe(a) => {
             let owners = a.owners.iter().map(|o| principal(o)).collect::<Result<Vec<_>, _>>()?;
-            let st = settings(&a.common.connection)?;
+            let st = settings(&a.common)?;
             let mut client = connect(&st, a.common.timeout).await?;
             let (version, tokens) = describe_tokens(&mut client, &owners).await?;
             print_described(&tokens, version, a.show_hmac, a.common.output);
         }
         TokenCommand::Revoke(a) => {
-            let st = settings(&a.common.connection)?;
+            let st = settings(&a.common)?;
             let mut client = connect(&st, a.common.timeout).await?;
             let (_, tokens) = describe_tokens(&mut client, &[]).await?;
             let Some(t) = tokens.iter().find(|t| t.token_id.as_str() == a.token_id) else {
@@ -400,7 +421,7 @@ pub async fn run(cmd: TokenCommand) -> Result<(), CliError> {
 
 async fn change(a: ChangeArgs, expire: bool) -> Result<(), CliError> {
     let hmac = read_hmac(&a.hmac)?;
-    let st = settings(&a.common.connection)?;
+    let st = settings(&a.common)?;
     let mut client = connect(&st, a.common.timeout).await?;
     let expiry = change_token(&mut client, &hmac, a.period, expire).await?;
     let now = now_ms();

@@ -69,7 +69,7 @@ async fn alter(client: &mut Client, req: AlterUserScramCredentialsRequest) -> Re
 /// (one alteration per user per request, T-USER-7), the salted password computed here.
 pub async fn add(a: AddArgs<'_>, common: &CommonFlags) -> Result<(), CliError> {
     let mechs = mechanisms(a.mechanism)?;
-    let s = super::settings(&common.connection)?;
+    let s = super::settings(common)?;
     let client = connect(&s, common.timeout).await?;
     let mut client = controller(client, &s, common.timeout).await?;
     for m in &mechs {
@@ -143,7 +143,7 @@ async fn describe_users(client: &mut Client, names: &[String]) -> Result<Vec<(St
 
 /// `ktb user describe [NAME]...`.
 pub async fn describe(names: &[String], common: &CommonFlags) -> Result<(), CliError> {
-    let s = super::settings(&common.connection)?;
+    let s = super::settings(common)?;
     let mut client = connect(&s, common.timeout).await?;
     let users = describe_users(&mut client, names).await?;
     match common.output {
@@ -170,7 +170,7 @@ pub async fn describe(names: &[String], common: &CommonFlags) -> Result<(), CliE
 
 /// `ktb user delete NAME [--mechanism M|all] [--expire-tokens]`.
 pub async fn delete(name: &str, mechanism: &str, expire_tokens: bool, common: &CommonFlags) -> Result<(), CliError> {
-    let s = super::settings(&common.connection)?;
+    let s = super::settings(common)?;
     let mut client = connect(&s, common.timeout).await?;
     let mechs = if mechanism == "all" {
         let users = describe_users(&mut client, &[name.to_owned()]).await?;
@@ -178,6 +178,17 @@ pub async fn delete(name: &str, mechanism: &str, expire_tokens: bool, common: &C
     } else {
         mechanisms(mechanism)?
     };
+    // Credentials first, so no token can be created between the two steps.
+    let mut admin = controller(client, &s, common.timeout).await?;
+    for m in &mechs {
+        let req = AlterUserScramCredentialsRequest::default().with_deletions(vec![
+            ScramCredentialDeletion::default()
+                .with_name(StrBytes::from_string(name.to_owned()))
+                .with_mechanism(m.code()),
+        ]);
+        alter(&mut admin, req).await?;
+    }
+    let mut client = connect(&s, common.timeout).await?;
     let mut expired = Vec::new();
     if expire_tokens {
         let owner = Principal::user(name);
@@ -186,15 +197,6 @@ pub async fn delete(name: &str, mechanism: &str, expire_tokens: bool, common: &C
             change_token(&mut client, &t.hmac, -1, true).await?;
             expired.push(t.token_id.to_string());
         }
-    }
-    let mut client = controller(client, &s, common.timeout).await?;
-    for m in &mechs {
-        let req = AlterUserScramCredentialsRequest::default().with_deletions(vec![
-            ScramCredentialDeletion::default()
-                .with_name(StrBytes::from_string(name.to_owned()))
-                .with_mechanism(m.code()),
-        ]);
-        alter(&mut client, req).await?;
     }
     let names: Vec<&str> = mechs.iter().map(|m| m.name()).collect();
     match common.output {

@@ -27,6 +27,10 @@ use tokio::net::TcpStream;
 trait Stream: AsyncRead + AsyncWrite + Unpin + Send {}
 impl<T: AsyncRead + AsyncWrite + Unpin + Send> Stream for T {}
 
+/// The largest response frame the client accepts: no answer ktb asks for comes near it,
+/// and a non-Kafka peer (a TLS alert, an HTTP server) announces far more.
+const MAX_RESPONSE_BYTES: i32 = 64 << 20;
+
 /// The client id ktb sends.
 const CLIENT_ID: &str = "ktb-cli";
 
@@ -244,7 +248,9 @@ impl Client {
     /// The `host:port` of the controller, from Metadata (T-CLI-3).
     pub async fn controller_address(&mut self) -> Result<String, ClientError> {
         let v = self.version(ApiKey::Metadata)?;
-        let req = MetadataRequest::default().with_topics(if v == 0 { Some(Vec::new()) } else { None });
+        // v1+: an empty list asks for no topics (null would mean all of them); v0 cannot
+        // ask for none, and an empty list there means all.
+        let req = MetadataRequest::default().with_topics(Some(Vec::new()));
         let ResponseKind::Metadata(m) = self.call(ApiKey::Metadata, v, req.into()).await? else {
             return Err(ClientError::Protocol("unexpected answer to Metadata".into()));
         };
@@ -285,10 +291,16 @@ impl Client {
 
     async fn read_frame(&mut self) -> Result<bytes::Bytes, ClientError> {
         loop {
-            match decode_frame(&mut self.buf, i32::MAX) {
+            match decode_frame(&mut self.buf, MAX_RESPONSE_BYTES) {
                 Ok(Some(f)) => return Ok(f),
                 Ok(None) => {}
-                Err(e) => return Err(ClientError::Protocol(format!("bad frame: {e}"))),
+                Err(e) => {
+                    return Err(ClientError::Protocol(format!(
+                        "{} sent something that is not a Kafka response ({e}); is it a Kafka port, and is \
+                         security.protocol right (SASL_SSL vs SASL_PLAINTEXT)?",
+                        self.address
+                    )));
+                }
             }
             match tokio::time::timeout(self.timeout, self.stream.read_buf(&mut self.buf)).await {
                 Err(_) => return Err(ClientError::Timeout(self.timeout)),

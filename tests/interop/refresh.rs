@@ -26,7 +26,7 @@ fn t_refresh_2_live_renewal_and_successor() {
     let addr = p.addr.expect("ktb listens").to_string();
     let out = cwd.path().join("client.conf");
     let state = cwd.path().join("client.conf.state.json");
-    let mut sidecar = Command::new(ktb_bin())
+    let sidecar = Command::new(ktb_bin())
         .args([
             "token",
             "refresh",
@@ -45,6 +45,8 @@ fn t_refresh_2_live_renewal_and_successor() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
+    // Killed on drop, so a failed assertion does not leave it retrying forever.
+    let mut sidecar = KillOnDrop(sidecar);
 
     let mut ids: Vec<String> = Vec::new();
     let mut renewals = 0;
@@ -73,15 +75,24 @@ fn t_refresh_2_live_renewal_and_successor() {
     assert!(renewals >= 1, "the token was renewed at least once");
     assert!(logins >= 2);
     assert!(p.wait_for_log("token expired and deleted").is_some(), "--expire-old expired the replaced token");
-    let ok = Command::new("kill").arg("-TERM").arg(sidecar.id().to_string()).status().unwrap();
+    let ok = Command::new("kill").arg("-TERM").arg(sidecar.0.id().to_string()).status().unwrap();
     assert!(ok.success());
-    let status = sidecar.wait().unwrap();
+    let status = sidecar.0.wait().unwrap();
     let mut log = String::new();
-    std::io::Read::read_to_string(sidecar.stderr.as_mut().unwrap(), &mut log).unwrap();
+    std::io::Read::read_to_string(sidecar.0.stderr.as_mut().unwrap(), &mut log).unwrap();
     assert_eq!(status.code(), Some(0), "{log}");
     assert!(log.contains("renewed token") && log.contains("created token") && log.contains("stopping"), "{log}");
     assert!(
         !log.contains(&std::fs::read_to_string(&out).unwrap().lines().last().unwrap().replace("sasl.password=", "")),
         "no HMAC in its log"
     );
+}
+
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }
