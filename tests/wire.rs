@@ -203,6 +203,16 @@ async fn t_wire_3_t_wire_10_t_wire_11_t_wire_12_malformed_requests_close_only_th
         ("Metadata v1 body cut short", vec![0, 0, 0, 12, 0, 3, 0, 1, 0, 0, 0, 1, 0, 0, 0, 0]),
         ("Metadata v1 claims 2^31-1 topics", vec![0, 0, 0, 14, 0, 3, 0, 1, 0, 0, 0, 1, 0, 0, 0x7f, 0xff, 0xff, 0xff]),
         ("ApiVersions v3 body missing", vec![0, 0, 0, 11, 0, 18, 0, 3, 0, 0, 0, 1, 0, 0, 0]),
+        // Found by the property test: a five-byte varint count with the continuation bit
+        // still set on its last byte (the codec reads it as ~2^31 topics).
+        (
+            "Metadata v10 varint count with a dangling continuation bit",
+            [&[0, 0, 0, 33][..], b"\x00\x03\x00\x0a\x00\x00\x00\x07\x00\x08proptest\x00"]
+                .concat()
+                .into_iter()
+                .chain([0x99, 0x85, 0xfc, 0x93, 0xcd, 0x8d, 0x18, 0xe8, 0xf7, 0x01, 0x01, 0x00, 0x00, 0x00])
+                .collect(),
+        ),
     ];
     for (what, bytes) in cases {
         let mut c = broker.connect().await;

@@ -41,17 +41,20 @@ impl<'a> Reader<'a> {
         Ok(v)
     }
 
+    /// An unsigned varint read exactly as the codec reads it: at most five bytes, the
+    /// fifth ending the number whatever its continuation bit, bits past 32 dropped. A
+    /// stricter reading here would let through counts the codec then believes.
     fn uvarint(&mut self) -> Result<u64, Truncated> {
-        let mut value = 0u64;
-        for shift in (0..35).step_by(7) {
+        let mut value = 0u32;
+        for i in 0..5 {
             let (&b, rest) = self.buf.split_first().ok_or(Truncated)?;
             self.buf = rest;
-            value |= u64::from(b & 0x7f) << shift;
-            if b & 0x80 == 0 {
-                return Ok(value);
+            value |= (u32::from(b) & 0x7f) << (i * 7);
+            if b < 0x80 {
+                break;
             }
         }
-        Err(Truncated)
+        Ok(u64::from(value))
     }
 
     fn compact_string(&mut self) -> Result<(), Truncated> {
@@ -148,6 +151,15 @@ mod tests {
         // v9 (flexible): uvarint 0xffffffff.
         let body = [0xff, 0xff, 0xff, 0xff, 0x0f];
         assert!(check_array_lengths(ApiKey::Metadata, 9, &body).is_err());
+    }
+
+    /// Found by the property test: a five-byte varint whose last byte still has its
+    /// continuation bit set. The codec stops there and reads a count near 2^31; the guard
+    /// must read the same number.
+    #[test]
+    fn five_byte_varint_with_continuation_bit_is_checked() {
+        let body = [0x99, 0x85, 0xfc, 0x93, 0xcd, 0x8d, 0x18, 0xe8, 0xf7, 0x01, 0x01, 0x00, 0x00, 0x00];
+        assert!(check_array_lengths(ApiKey::Metadata, 10, &body).is_err());
     }
 
     #[test]
