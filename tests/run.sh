@@ -38,3 +38,5 @@ echo "==> docker-compose config (no Docker engine needed)"
 docker-compose -f docker-compose.yml config -q
 echo "==> cargo test"
 cargo test --workspace
+echo "==> load generator, quick mode (keeps it working; no timing is asserted)"
+cargo bench --bench load -- --quick

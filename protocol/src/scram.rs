@@ -395,6 +395,18 @@ impl ScramClient {
         server_first: &[u8],
         password: &[u8],
     ) -> Result<(ScramClientFinalSent, Vec<u8>), ScramClientError> {
+        let mech = self.mech;
+        self.client_final_with(server_first, |salt, iterations| mech.salted_password(password, salt, iterations))
+    }
+
+    /// As [`ScramClient::client_final`], with the salted password supplied by `salted` from
+    /// the salt and iteration count (so a caller may cache the derivation, as the load
+    /// generator does to measure the server alone).
+    pub fn client_final_with(
+        self,
+        server_first: &[u8],
+        salted: impl FnOnce(&[u8], u32) -> Secret,
+    ) -> Result<(ScramClientFinalSent, Vec<u8>), ScramClientError> {
         let sf = std::str::from_utf8(server_first).map_err(|_| ScramClientError::Malformed("not UTF-8"))?;
         let mut attrs = sf.split(',');
         let nonce = attrs.next().and_then(|a| a.strip_prefix("r=")).ok_or(ScramClientError::Malformed("r="))?;
@@ -408,12 +420,11 @@ impl ScramClient {
         if !(MIN_ITERATIONS..=MAX_ITERATIONS).contains(&iterations) {
             return Err(ScramClientError::Iterations(iterations));
         }
-        let salted = self.mech.salted_password(password, &salt, iterations);
+        let salted = salted(&salt, iterations);
         Ok(self.client_final_with_salted(sf, nonce, salted.expose()))
     }
 
-    /// As [`ScramClient::client_final`] with the salted password already derived (for
-    /// callers that cache it, such as the load generator).
+    /// Builds client-final from an already derived salted password.
     fn client_final_with_salted(
         self,
         server_first: &str,

@@ -573,6 +573,24 @@ impl Tokens {
     }
 }
 
+/// Writes `tokens` straight into `store` in large batches and flushes: the bulk path for
+/// loading many tokens into a stopped broker's store (the load generator's 1M-token
+/// store). A running broker must not share the store.
+pub fn bulk_load(store: &dyn Store, tokens: impl Iterator<Item = TokenDetails>) -> Result<usize, StoreError> {
+    let mut ops = Vec::new();
+    let mut n = 0;
+    for t in tokens {
+        ops.extend(Tokens::put_ops(&t));
+        n += 1;
+        if ops.len() >= 40_000 {
+            store.apply(std::mem::take(&mut ops))?;
+        }
+    }
+    store.apply(ops)?;
+    store.flush()?;
+    Ok(n)
+}
+
 /// The most tokens one sweep batch deletes (the write lock is held for one batch).
 const SWEEP_BATCH: usize = 1_000;
 
