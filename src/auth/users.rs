@@ -132,6 +132,7 @@ impl Users {
         changes: &[(String, Alteration)],
         commit: &GroupCommit,
     ) -> Result<(), StoreError> {
+        commit.note_write();
         self.store.apply(Self::ops(changes))?;
         commit.durable().await
     }

@@ -5,6 +5,7 @@
 //! the next one, so concurrent creates cost one fsync between them rather than one each.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
 
 use tokio::sync::oneshot;
@@ -23,6 +24,10 @@ pub struct GroupCommit {
 struct Flusher {
     tx: Option<mpsc::Sender<Waiter>>,
     thread: Option<std::thread::JoinHandle<()>>,
+    /// Writes announced with [`GroupCommit::note_write`].
+    written: Arc<AtomicU64>,
+    /// How many of them the last successful flush covered.
+    flushed: Arc<AtomicU64>,
 }
 
 impl Drop for Flusher {
@@ -38,19 +43,40 @@ impl GroupCommit {
     /// Starts the flusher thread for `store`.
     pub fn start(store: Arc<dyn Store>) -> std::io::Result<GroupCommit> {
         let (tx, rx) = mpsc::channel::<Waiter>();
+        let written = Arc::new(AtomicU64::new(0));
+        let flushed = Arc::new(AtomicU64::new(0));
+        let (w, f) = (written.clone(), flushed.clone());
         let thread = std::thread::Builder::new().name("ktb-flusher".into()).spawn(move || {
             // Every waiter taken here applied its writes before it was sent, so the
             // flush below covers them all.
             while let Ok(first) = rx.recv() {
                 let mut batch = vec![first];
                 batch.extend(rx.try_iter());
+                let covered = w.load(Ordering::SeqCst);
                 let result = store.flush();
+                if result.is_ok() {
+                    f.fetch_max(covered, Ordering::SeqCst);
+                }
                 for w in batch {
                     let _ = w.send(result.clone());
                 }
             }
         })?;
-        Ok(GroupCommit { inner: Arc::new(Flusher { tx: Some(tx), thread: Some(thread) }) })
+        Ok(GroupCommit { inner: Arc::new(Flusher { tx: Some(tx), thread: Some(thread), written, flushed }) })
+    }
+
+    /// Announces a write about to be applied, so [`GroupCommit::settled`] knows of it.
+    pub fn note_write(&self) {
+        self.inner.written.fetch_add(1, Ordering::SeqCst);
+    }
+
+    /// Completes when every write announced before this call is durable; at once when the
+    /// last flush already covered them (readers use this, writers use `durable`).
+    pub async fn settled(&self) -> Result<(), StoreError> {
+        if self.inner.flushed.load(Ordering::SeqCst) >= self.inner.written.load(Ordering::SeqCst) {
+            return Ok(());
+        }
+        self.durable().await
     }
 
     /// Completes when everything applied before this call is durable.

@@ -38,6 +38,9 @@ pub enum StoreError {
 /// A stored record: its key and value.
 pub type Record = (Vec<u8>, Vec<u8>);
 
+/// A visitor of records, for [`Store::for_each_prefix`].
+pub type Visit<'a> = dyn FnMut(&[u8], &[u8]) -> Result<(), StoreError> + 'a;
+
 /// One change in an atomic batch.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Op {
@@ -55,6 +58,14 @@ pub trait Store: Send + Sync + 'static {
     fn scan_prefix(&self, prefix: &[u8]) -> Result<Vec<Record>, StoreError>;
     /// The first `limit` `(key, value)` pairs with `start <= key < end`, in key order.
     fn scan_range(&self, start: &[u8], end: &[u8], limit: usize) -> Result<Vec<Record>, StoreError>;
+    /// Calls `f` with every `(key, value)` whose key starts with `prefix`, in key order,
+    /// without collecting them (for loading large stores).
+    fn for_each_prefix(&self, prefix: &[u8], f: &mut Visit<'_>) -> Result<(), StoreError> {
+        for (k, v) in self.scan_prefix(prefix)? {
+            f(&k, &v)?;
+        }
+        Ok(())
+    }
     /// True when some key starts with `prefix`.
     fn any_with_prefix(&self, prefix: &[u8]) -> Result<bool, StoreError>;
     /// Applies every op or none of them.

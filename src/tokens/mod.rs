@@ -158,11 +158,12 @@ impl Tokens {
             writes: Mutex::new(()),
         };
         if let Some(secret) = &tokens.secret {
-            for (k, v) in tokens.store.scan_prefix(TOKEN_PREFIX)? {
+            tokens.store.for_each_prefix(TOKEN_PREFIX, &mut |k, v| {
                 let id = String::from_utf8_lossy(&k[TOKEN_PREFIX.len()..]).into_owned();
-                let t = record::decode(&id, &v)?;
-                tokens.by_hmac.insert(index_key(secret.token_hmac(t.hmac_alg, &id).expose()), id);
-            }
+                let alg = record::hmac_algorithm(&id, v)?;
+                tokens.by_hmac.insert(index_key(secret.token_hmac(alg, &id).expose()), id);
+                Ok(())
+            })?;
         }
         Ok(tokens)
     }
@@ -287,6 +288,7 @@ impl Tokens {
                 hmac_alg: self.settings.hmac_alg,
                 key_id: String::new(),
             };
+            self.commit.note_write();
             self.store.apply(Self::put_ops(&t))?;
             t
         };
@@ -341,6 +343,7 @@ impl Tokens {
             }
             let old_expiry = t.expiry_ts;
             t.expiry_ts = renewed_expiry(&self.settings, t.max_ts, requested_period_ms, now);
+            self.commit.note_write();
             self.store.apply(Self::expiry_change_ops(old_expiry, &t))?;
             t
         };
@@ -368,6 +371,7 @@ impl Tokens {
                 return Err(TokenError::OwnerMismatch);
             }
             if period_ms < 0 {
+                self.commit.note_write();
                 self.store.apply(Self::delete_ops(&t))?;
                 self.forget(secret, &t);
                 t.expiry_ts = now;
@@ -378,6 +382,7 @@ impl Tokens {
                 }
                 let old_expiry = t.expiry_ts;
                 t.expiry_ts = t.max_ts.min(now.saturating_add(period_ms));
+                self.commit.note_write();
                 self.store.apply(Self::expiry_change_ops(old_expiry, &t))?;
                 (t, false)
             }
@@ -414,7 +419,7 @@ impl Tokens {
                 .filter(|t| super_user || t.owner_or_renewer(requester))
                 .collect(),
         };
-        self.commit.durable().await?;
+        self.commit.settled().await?;
         found.sort_by(|a, b| (a.issue_ts, &a.token_id).cmp(&(b.issue_ts, &b.token_id)));
         Ok(found
             .into_iter()
@@ -518,6 +523,7 @@ impl Tokens {
         if ops.is_empty() {
             return Ok(gone);
         }
+        self.commit.note_write();
         self.store.apply(ops)?;
         for t in &gone {
             match &self.secret {

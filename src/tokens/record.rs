@@ -183,6 +183,22 @@ impl<'a> Reader<'a> {
     }
 }
 
+/// The HMAC algorithm of a stored record, read without decoding the rest (startup reads
+/// every record for this alone).
+pub fn hmac_algorithm(id: &str, v: &[u8]) -> Result<HmacAlgorithm, StoreError> {
+    match v.first() {
+        Some(&version) if version > RECORD_VERSION => {
+            Err(StoreError::NewerSchema { found: u32::from(version), supported: u32::from(RECORD_VERSION) })
+        }
+        _ => match v.get(25) {
+            Some(1) => Ok(HmacAlgorithm::Sha1),
+            Some(2) => Ok(HmacAlgorithm::Sha256),
+            Some(3) => Ok(HmacAlgorithm::Sha512),
+            _ => Err(StoreError::Corrupt { key: format!("tok/{id}"), reason: "malformed token record".into() }),
+        },
+    }
+}
+
 /// Decodes the record stored under `tok/<id>`.
 pub fn decode(id: &str, v: &[u8]) -> Result<TokenDetails, StoreError> {
     let corrupt = || StoreError::Corrupt { key: format!("tok/{id}"), reason: "malformed token record".into() };
@@ -246,6 +262,7 @@ mod tests {
         let t = sample();
         let v = encode(&t);
         assert_eq!(decode(&t.token_id, &v).unwrap(), t);
+        assert_eq!(hmac_algorithm(&t.token_id, &v).unwrap(), t.hmac_alg);
         let mut newer = v.clone();
         newer[0] = RECORD_VERSION + 1;
         assert!(matches!(decode(&t.token_id, &newer), Err(StoreError::NewerSchema { .. })));
