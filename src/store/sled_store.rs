@@ -66,8 +66,11 @@ impl Store for SledStore {
             .collect()
     }
 
-    fn for_each_prefix(&self, prefix: &[u8], f: &mut Visit<'_>) -> Result<(), StoreError> {
-        for item in self.records.scan_prefix(prefix) {
+    fn for_each_in_range(&self, start: &[u8], end: &[u8], f: &mut Visit<'_>) -> Result<(), StoreError> {
+        if start >= end {
+            return Ok(());
+        }
+        for item in self.records.range(start..end) {
             let (k, v) = item.map_err(io)?;
             f(&k, &v)?;
         }
