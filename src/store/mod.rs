@@ -58,10 +58,10 @@ pub trait Store: Send + Sync + 'static {
     fn scan_prefix(&self, prefix: &[u8]) -> Result<Vec<Record>, StoreError>;
     /// The first `limit` `(key, value)` pairs with `start <= key < end`, in key order.
     fn scan_range(&self, start: &[u8], end: &[u8], limit: usize) -> Result<Vec<Record>, StoreError>;
-    /// Calls `f` with every `(key, value)` with `start <= key < end`, in key order,
+    /// Calls `f` with every `(key, value)` whose key starts with `prefix`, in key order,
     /// without collecting them (for loading large stores).
-    fn for_each_in_range(&self, start: &[u8], end: &[u8], f: &mut Visit<'_>) -> Result<(), StoreError> {
-        for (k, v) in self.scan_range(start, end, usize::MAX)? {
+    fn for_each_prefix(&self, prefix: &[u8], f: &mut Visit<'_>) -> Result<(), StoreError> {
+        for (k, v) in self.scan_prefix(prefix)? {
             f(&k, &v)?;
         }
         Ok(())

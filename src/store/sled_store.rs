@@ -66,11 +66,8 @@ impl Store for SledStore {
             .collect()
     }
 
-    fn for_each_in_range(&self, start: &[u8], end: &[u8], f: &mut Visit<'_>) -> Result<(), StoreError> {
-        if start >= end {
-            return Ok(());
-        }
-        for item in self.records.range(start..end) {
+    fn for_each_prefix(&self, prefix: &[u8], f: &mut Visit<'_>) -> Result<(), StoreError> {
+        for item in self.records.scan_prefix(prefix) {
             let (k, v) = item.map_err(io)?;
             f(&k, &v)?;
         }

@@ -158,34 +158,11 @@ impl Tokens {
             writes: Mutex::new(()),
         };
         if let Some(secret) = &tokens.secret {
-            // Token ids are random, so splitting the id space by its first character gives
-            // each thread an even share of the records to read and hash.
-            let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).clamp(1, 8);
-            let bounds: Vec<Vec<u8>> = (0..=threads)
-                .map(|i| {
-                    let mut k = TOKEN_PREFIX.to_vec();
-                    k.push(if i == threads { 0xff } else { (i * 256 / threads) as u8 });
-                    k
-                })
-                .collect();
-            std::thread::scope(|scope| {
-                let tasks: Vec<_> = bounds
-                    .windows(2)
-                    .map(|w| {
-                        let (start, end, tokens) = (&w[0], &w[1], &tokens);
-                        scope.spawn(move || {
-                            tokens.store.for_each_in_range(start, end, &mut |k, v| {
-                                let id = String::from_utf8_lossy(&k[TOKEN_PREFIX.len()..]).into_owned();
-                                let alg = record::hmac_algorithm(&id, v)?;
-                                tokens.by_hmac.insert(index_key(secret.token_hmac(alg, &id).expose()), id);
-                                Ok(())
-                            })
-                        })
-                    })
-                    .collect();
-                tasks.into_iter().try_for_each(|t| {
-                    t.join().unwrap_or_else(|_| Err(StoreError::Io("a token-loading thread panicked".into())))
-                })
+            tokens.store.for_each_prefix(TOKEN_PREFIX, &mut |k, v| {
+                let id = String::from_utf8_lossy(&k[TOKEN_PREFIX.len()..]).into_owned();
+                let alg = record::hmac_algorithm(&id, v)?;
+                tokens.by_hmac.insert(index_key(secret.token_hmac(alg, &id).expose()), id);
+                Ok(())
             })?;
         }
         Ok(tokens)
