@@ -310,14 +310,7 @@ impl Tokens {
                 self.by_hmac.insert(index_key(hmac.expose()), token.token_id.clone());
             }
         }
-        info!(
-            token_id = %token.token_id,
-            owner = %token.owner,
-            requester = %token.requester,
-            max_timestamp_ms = token.max_ts,
-            expiry_timestamp_ms = token.expiry_ts,
-            "token created"
-        );
+        log_event(&token, "token created");
         Ok((token, hmac))
     }
 
@@ -536,14 +529,7 @@ impl Tokens {
 
     fn log_swept(gone: &[TokenDetails]) {
         for t in gone {
-            info!(
-                token_id = %t.token_id,
-                owner = %t.owner,
-                requester = %t.requester,
-                expiry_timestamp_ms = t.expiry_ts,
-                max_timestamp_ms = t.max_ts,
-                "token swept"
-            );
+            log_event(t, "token swept");
         }
     }
 
@@ -577,6 +563,19 @@ impl Tokens {
             total += gone.len();
         }
     }
+}
+
+/// Logs a token event at INFO with the token's id, owner, requester and times (T-LOG-2);
+/// never its HMAC.
+fn log_event(t: &TokenDetails, event: &str) {
+    info!(
+        token_id = %t.token_id,
+        owner = %t.owner,
+        requester = %t.requester,
+        expiry_timestamp_ms = t.expiry_ts,
+        max_timestamp_ms = t.max_ts,
+        "{event}"
+    );
 }
 
 /// Writes `tokens` straight into `store` in large batches and flushes: the bulk path for
