@@ -269,7 +269,7 @@ impl Tokens {
     ) -> Result<(TokenDetails, Secret), TokenError> {
         let secret = self.secret()?;
         let (issue_ts, max_ts, expiry_ts) = create_times(&self.settings, requested_max_lifetime_ms, now);
-        let token = {
+        let (token, hmac) = {
             let _guard = self.lock();
             let token_id = loop {
                 let id = crate::ids::random_kafka_id();
@@ -290,25 +290,20 @@ impl Tokens {
             };
             self.commit.note_write();
             self.store.apply(Self::put_ops(&t))?;
-            t
+            // Indexed together with the write, under the same lock, so every later sweep
+            // or delete of the token also removes its index entry.
+            let hmac = self.hmac_of(secret, &t);
+            self.by_hmac.insert(index_key(hmac.expose()), t.token_id.clone());
+            (t, hmac)
         };
         if let Err(e) = self.commit.durable().await {
             let _guard = self.lock();
             if let Err(undo) = self.store.apply(Self::delete_ops(&token)) {
                 error!(token_id = %token.token_id, "cannot withdraw the token that failed to persist: {undo}");
             }
-            self.forget_credentials(&token.token_id);
+            self.forget(secret, &token);
             error!(token_id = %token.token_id, "token not created: the store could not make it durable: {e}");
             return Err(e.into());
-        }
-        let hmac = self.hmac_of(secret, &token);
-        {
-            // Under the lock, so a sweep that already deleted this token cannot be
-            // followed by an index entry for it.
-            let _guard = self.lock();
-            if self.get(&token.token_id)?.is_some() {
-                self.by_hmac.insert(index_key(hmac.expose()), token.token_id.clone());
-            }
         }
         log_event(&token, "token created");
         Ok((token, hmac))
