@@ -16,9 +16,7 @@ const DAY: i64 = 86_400_000;
 
 async fn setup(extra: &[(&str, &str)]) -> (TestBroker, Arc<ManualClock>, TestClient) {
     let clock = Arc::new(ManualClock::new(T0));
-    let mut all = vec![("delegation.token.expiry.check.interval.ms", "1000000000000")];
-    all.extend_from_slice(extra);
-    let b = TestBroker::start_sasl_with_clock(&all, clock.clone()).await;
+    let b = TestBroker::start_for_tokens(extra, clock.clone()).await;
     let mut admin = b.connect().await;
     admin.login_admin().await;
     add_user(&mut admin, "alice", "alice-pw").await;

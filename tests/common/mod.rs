@@ -69,6 +69,14 @@ impl TestBroker {
         Self::start_with(&all, clock).await
     }
 
+    /// A SASL broker on `clock` for token tests: the sweep runs only when a test sets its
+    /// interval (the default here is huge), so expired tokens stay until deleted.
+    pub async fn start_for_tokens(extra: &[(&str, &str)], clock: Arc<ManualClock>) -> TestBroker {
+        let mut all = vec![("delegation.token.expiry.check.interval.ms", "1000000000000")];
+        all.extend_from_slice(extra);
+        Self::start_sasl_with_clock(&all, clock).await
+    }
+
     /// Starts a broker with the base properties plus `extra` on `clock`.
     pub async fn start_with(extra: &[(&str, &str)], clock: Arc<dyn Clock>) -> TestBroker {
         let data_dir = tempfile::tempdir().unwrap();
