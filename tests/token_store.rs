@@ -91,6 +91,11 @@ async fn t_persist_4_tokens_survive_restart() {
     let b = TestBroker::start_in(dir, &sasl(&[]), clock.clone()).await;
     let mut c = admin(&b).await;
     assert_eq!(describe(&mut c, 3, None).await, before, "identical details after a restart");
+    // The in-memory principal index is rebuilt: by owner, by renewer, and not by others.
+    let kept_id = [kept.token_id.to_string()];
+    assert_eq!(ids(&describe(&mut c, 3, Some(&[("User", "alice")])).await), kept_id);
+    assert_eq!(ids(&describe(&mut c, 3, Some(&[("User", "bob")])).await), kept_id);
+    assert!(ids(&describe(&mut c, 3, Some(&[("User", "carol")])).await).is_empty());
     let b2 = {
         let (result, dir) = b.shutdown().await;
         result.unwrap();

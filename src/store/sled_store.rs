@@ -79,6 +79,15 @@ impl Store for SledStore {
     }
 
     fn apply(&self, ops: Vec<Op>) -> Result<(), StoreError> {
+        // A single write is atomic on its own, and sled's batch path costs several times a
+        // plain insert (`cargo bench --bench sled_write`).
+        if let [op] = ops.as_slice() {
+            return match op {
+                Op::Put(k, v) => self.records.insert(k.as_slice(), v.as_slice()).map(|_| ()),
+                Op::Delete(k) => self.records.remove(k.as_slice()).map(|_| ()),
+            }
+            .map_err(io);
+        }
         let mut batch = sled::Batch::default();
         for op in ops {
             match op {

@@ -6,11 +6,19 @@
 //! and the sweep are linearizable (T-CONC-1); the caller is answered only after a group
 //! commit has made the change durable (T-PERSIST-1). The lock is not held while waiting
 //! for the flush, so concurrent writers share one.
+//!
+//! A token is one record under one key, so each change is a single-key write: sled's
+//! batch path costs several times a plain insert and writes ten times the bytes
+//! (`cargo bench --bench sled_write`), and a create that also wrote index keys had to be
+//! a batch. The indexes Describe and the sweep need (by principal,
+//! by expiry) are kept in memory beside the HMAC index, under the write lock, and rebuilt
+//! from the records at startup.
 
 mod record;
 mod secret;
 pub mod sweeper;
 
+use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use base64::Engine;
@@ -27,10 +35,7 @@ pub use secret::{MasterSecret, SECRET_FILE};
 use crate::auth::Principal;
 use crate::config::{Config, HmacAlgorithm};
 use crate::store::{GroupCommit, Op, Store, StoreError};
-use record::{
-    EXPIRY_PREFIX, TOKEN_PREFIX, expiry_bound, expiry_key, id_from_expiry_key, id_from_principal_key, principal_key,
-    principal_prefix, token_key,
-};
+use record::{LEGACY_INDEX_PREFIXES, TOKEN_PREFIX, token_key};
 
 /// Why a token operation was refused; each maps to one Kafka error code.
 #[derive(Debug, thiserror::Error)]
@@ -117,6 +122,60 @@ fn index_key(hmac: &[u8]) -> [u8; 32] {
     Sha256::digest(hmac).into()
 }
 
+/// A token id shared by the in-memory indexes.
+type Id = Arc<str>;
+
+/// The in-memory indexes over the stored tokens, changed together with the store under
+/// the write lock.
+#[derive(Default)]
+struct Indexes {
+    /// Every token naming a principal as owner, requester or renewer (Describe).
+    by_principal: HashMap<Principal, BTreeSet<Id>>,
+    /// Tokens by expiry time (the sweep).
+    by_expiry: BTreeSet<(i64, Id)>,
+}
+
+impl Indexes {
+    fn add(&mut self, t: &TokenDetails, id: &Id) {
+        for p in t.principals() {
+            self.by_principal.entry(p.clone()).or_default().insert(id.clone());
+        }
+        self.by_expiry.insert((t.expiry_ts, id.clone()));
+    }
+
+    fn remove(&mut self, t: &TokenDetails) {
+        for p in t.principals() {
+            if let Some(ids) = self.by_principal.get_mut(p) {
+                ids.remove(t.token_id.as_str());
+                if ids.is_empty() {
+                    self.by_principal.remove(p);
+                }
+            }
+        }
+        self.remove_expiry(t.expiry_ts, &t.token_id);
+    }
+
+    /// Removes the expiry entry `(expiry_ts, id)`, returning the shared id if it was there.
+    fn remove_expiry(&mut self, expiry_ts: i64, id: &str) -> Option<Id> {
+        self.by_expiry.take(&(expiry_ts, Id::from(id))).map(|(_, id)| id)
+    }
+
+    fn move_expiry(&mut self, old_expiry: i64, t: &TokenDetails) {
+        let id = self.remove_expiry(old_expiry, &t.token_id).unwrap_or_else(|| Id::from(t.token_id.as_str()));
+        self.by_expiry.insert((t.expiry_ts, id));
+    }
+
+    /// The ids of the tokens naming any of `principals`, each once, in id order.
+    fn naming(&self, principals: &[Principal]) -> BTreeSet<Id> {
+        principals.iter().filter_map(|p| self.by_principal.get(p)).flatten().cloned().collect()
+    }
+
+    /// The first `limit` entries with an expiry before `now`.
+    fn expired_before(&self, now: i64, limit: usize) -> Vec<(i64, Id)> {
+        self.by_expiry.range(..(now, Id::from(""))).take(limit).cloned().collect()
+    }
+}
+
 /// All the broker's delegation tokens.
 pub struct Tokens {
     store: Arc<dyn Store>,
@@ -124,11 +183,12 @@ pub struct Tokens {
     secret: Option<MasterSecret>,
     settings: TokenSettings,
     /// SHA-256(HMAC) → token id, for Renew and Expire. Rebuilt at startup, never stored.
-    by_hmac: DashMap<[u8; 32], String>,
+    by_hmac: DashMap<[u8; 32], Id>,
     /// The derived SCRAM credential of each token and mechanism that has logged in.
     scram: DashMap<(String, ScramMechanism), Arc<ScramCredential>>,
-    /// Serializes changes (T-CONC-1); held for microseconds, never across a flush.
-    writes: Mutex<()>,
+    /// Serializes changes (T-CONC-1) and guards the indexes that go with them; held for
+    /// microseconds, never across a flush.
+    state: Mutex<Indexes>,
 }
 
 /// A token found for a login: its credential and details.
@@ -148,24 +208,19 @@ impl Tokens {
         secret: Option<MasterSecret>,
         settings: TokenSettings,
     ) -> Result<Tokens, StoreError> {
-        let tokens = Tokens {
-            store,
-            commit,
-            secret,
-            settings,
-            by_hmac: DashMap::new(),
-            scram: DashMap::new(),
-            writes: Mutex::new(()),
-        };
-        if let Some(secret) = &tokens.secret {
-            tokens.store.for_each_prefix(TOKEN_PREFIX, &mut |k, v| {
-                let id = String::from_utf8_lossy(&k[TOKEN_PREFIX.len()..]).into_owned();
-                let alg = record::hmac_algorithm(&id, v)?;
-                tokens.by_hmac.insert(index_key(secret.token_hmac(alg, &id).expose()), id);
-                Ok(())
-            })?;
-        }
-        Ok(tokens)
+        remove_legacy_index_keys(store.as_ref())?;
+        let mut indexes = Indexes::default();
+        let by_hmac = DashMap::new();
+        store.for_each_prefix(TOKEN_PREFIX, &mut |k, v| {
+            let t = record::decode(&String::from_utf8_lossy(&k[TOKEN_PREFIX.len()..]), v)?;
+            let id = Id::from(t.token_id.as_str());
+            if let Some(secret) = &secret {
+                by_hmac.insert(index_key(secret.token_hmac(t.hmac_alg, &t.token_id).expose()), id.clone());
+            }
+            indexes.add(&t, &id);
+            Ok(())
+        })?;
+        Ok(Tokens { store, commit, secret, settings, by_hmac, scram: DashMap::new(), state: Mutex::new(indexes) })
     }
 
     /// True when a master secret is configured (T-ENABLE-1).
@@ -188,8 +243,8 @@ impl Tokens {
         self.by_hmac.is_empty()
     }
 
-    fn lock(&self) -> MutexGuard<'_, ()> {
-        self.writes.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    fn lock(&self) -> MutexGuard<'_, Indexes> {
+        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     fn secret(&self) -> Result<&MasterSecret, TokenError> {
@@ -218,36 +273,23 @@ impl Tokens {
         Ok(matches.then_some(t))
     }
 
-    /// The puts that store `t` with its index entries.
-    fn put_ops(t: &TokenDetails) -> Vec<Op> {
-        let mut ops = vec![
-            Op::Put(token_key(&t.token_id), record::encode(t)),
-            Op::Put(expiry_key(t.expiry_ts, &t.token_id), Vec::new()),
-        ];
-        ops.extend(t.principals().into_iter().map(|p| Op::Put(principal_key(p, &t.token_id), Vec::new())));
-        ops
+    /// The write that stores `t`.
+    fn put_op(t: &TokenDetails) -> Op {
+        Op::Put(token_key(&t.token_id), record::encode(t))
     }
 
-    /// The deletes that remove `t` and its index entries.
-    fn delete_ops(t: &TokenDetails) -> Vec<Op> {
-        let mut ops = vec![Op::Delete(token_key(&t.token_id)), Op::Delete(expiry_key(t.expiry_ts, &t.token_id))];
-        ops.extend(t.principals().into_iter().map(|p| Op::Delete(principal_key(p, &t.token_id))));
-        ops
+    /// The write that deletes `t`.
+    fn delete_op(t: &TokenDetails) -> Op {
+        Op::Delete(token_key(&t.token_id))
     }
 
-    /// The changes that store `t` with its new expiry, moving its expiry-index entry from
-    /// `old_expiry` (the delete comes first, in case the two are equal).
-    fn expiry_change_ops(old_expiry: i64, t: &TokenDetails) -> Vec<Op> {
-        vec![
-            Op::Delete(expiry_key(old_expiry, &t.token_id)),
-            Op::Put(expiry_key(t.expiry_ts, &t.token_id), Vec::new()),
-            Op::Put(token_key(&t.token_id), record::encode(t)),
-        ]
-    }
-
-    /// Drops the in-memory traces of a deleted token (T-EXPIRE-4, T-TLOGIN-2).
-    fn forget(&self, secret: &MasterSecret, t: &TokenDetails) {
-        self.by_hmac.remove(&index_key(self.hmac_of(secret, t).expose()));
+    /// Drops the in-memory traces of a deleted token (T-EXPIRE-4, T-TLOGIN-2); the
+    /// caller holds the write lock, whose indexes are `indexes`.
+    fn forget(&self, indexes: &mut Indexes, t: &TokenDetails) {
+        indexes.remove(t);
+        if let Some(secret) = &self.secret {
+            self.by_hmac.remove(&index_key(self.hmac_of(secret, t).expose()));
+        }
         self.forget_credentials(&t.token_id);
     }
 
@@ -270,7 +312,7 @@ impl Tokens {
         let secret = self.secret()?;
         let (issue_ts, max_ts, expiry_ts) = create_times(&self.settings, requested_max_lifetime_ms, now);
         let (token, hmac) = {
-            let _guard = self.lock();
+            let mut indexes = self.lock();
             let token_id = loop {
                 let id = crate::ids::random_kafka_id();
                 if self.get(&id)?.is_none() {
@@ -289,19 +331,21 @@ impl Tokens {
                 key_id: String::new(),
             };
             self.commit.note_write();
-            self.store.apply(Self::put_ops(&t))?;
+            self.store.apply(vec![Self::put_op(&t)])?;
             // Indexed together with the write, under the same lock, so every later sweep
-            // or delete of the token also removes its index entry.
+            // or delete of the token also removes its index entries.
+            let id = Id::from(t.token_id.as_str());
+            indexes.add(&t, &id);
             let hmac = self.hmac_of(secret, &t);
-            self.by_hmac.insert(index_key(hmac.expose()), t.token_id.clone());
+            self.by_hmac.insert(index_key(hmac.expose()), id);
             (t, hmac)
         };
         if let Err(e) = self.commit.durable().await {
-            let _guard = self.lock();
-            if let Err(undo) = self.store.apply(Self::delete_ops(&token)) {
+            let mut indexes = self.lock();
+            if let Err(undo) = self.store.apply(vec![Self::delete_op(&token)]) {
                 error!(token_id = %token.token_id, "cannot withdraw the token that failed to persist: {undo}");
             }
-            self.forget(secret, &token);
+            self.forget(&mut indexes, &token);
             error!(token_id = %token.token_id, "token not created: the store could not make it durable: {e}");
             return Err(e.into());
         }
@@ -321,7 +365,7 @@ impl Tokens {
     ) -> Result<i64, TokenError> {
         let secret = self.secret()?;
         let token = {
-            let _guard = self.lock();
+            let mut indexes = self.lock();
             let mut t = self.find_by_hmac(secret, hmac)?.ok_or(TokenError::NotFound)?;
             if t.is_expired(now) {
                 return Err(TokenError::Expired);
@@ -332,7 +376,8 @@ impl Tokens {
             let old_expiry = t.expiry_ts;
             t.expiry_ts = renewed_expiry(&self.settings, t.max_ts, requested_period_ms, now);
             self.commit.note_write();
-            self.store.apply(Self::expiry_change_ops(old_expiry, &t))?;
+            self.store.apply(vec![Self::put_op(&t)])?;
+            indexes.move_expiry(old_expiry, &t);
             t
         };
         self.commit.durable().await?;
@@ -353,15 +398,15 @@ impl Tokens {
     ) -> Result<i64, TokenError> {
         let secret = self.secret()?;
         let (token, deleted) = {
-            let _guard = self.lock();
+            let mut indexes = self.lock();
             let mut t = self.find_by_hmac(secret, hmac)?.ok_or(TokenError::NotFound)?;
             if !self.may_manage(&t, requester, super_user) {
                 return Err(TokenError::OwnerMismatch);
             }
             if period_ms < 0 {
                 self.commit.note_write();
-                self.store.apply(Self::delete_ops(&t))?;
-                self.forget(secret, &t);
+                self.store.apply(vec![Self::delete_op(&t)])?;
+                self.forget(&mut indexes, &t);
                 t.expiry_ts = now;
                 (t, true)
             } else {
@@ -371,7 +416,8 @@ impl Tokens {
                 let old_expiry = t.expiry_ts;
                 t.expiry_ts = t.max_ts.min(now.saturating_add(period_ms));
                 self.commit.note_write();
-                self.store.apply(Self::expiry_change_ops(old_expiry, &t))?;
+                self.store.apply(vec![Self::put_op(&t)])?;
+                indexes.move_expiry(old_expiry, &t);
                 (t, false)
             }
         };
@@ -421,13 +467,7 @@ impl Tokens {
     /// Every token naming one of `principals` as owner, requester or renewer, each once,
     /// read through the principal index.
     fn naming(&self, principals: &[Principal]) -> Result<Vec<TokenDetails>, StoreError> {
-        let mut ids = std::collections::BTreeSet::new();
-        for p in principals {
-            let prefix = principal_prefix(p);
-            for (k, _) in self.store.scan_prefix(&prefix)? {
-                ids.extend(id_from_principal_key(prefix.len(), &k));
-            }
-        }
+        let ids = self.lock().naming(principals);
         let mut out = Vec::with_capacity(ids.len());
         for id in ids {
             // A token deleted between the two reads is simply not listed.
@@ -491,33 +531,26 @@ impl Tokens {
     /// The store changes that delete every token expired at `now` (T-SWEEP-1), at most
     /// `limit` of them, applied under the write lock. Returns the deleted tokens.
     fn sweep_apply(&self, now: i64, limit: usize) -> Result<Vec<TokenDetails>, StoreError> {
-        let _guard = self.lock();
-        let mut ops = Vec::new();
+        let mut indexes = self.lock();
         let mut gone = Vec::new();
         // Expiry never passes max, so `expiry < now` finds every expired token.
-        for (k, _) in self.store.scan_range(EXPIRY_PREFIX, &expiry_bound(now), limit)? {
-            let Some(id) = id_from_expiry_key(&k) else { continue };
+        for (expiry_ts, id) in indexes.expired_before(now, limit) {
             match self.get(&id)? {
-                Some(t) if t.is_expired(now) => {
-                    ops.extend(Self::delete_ops(&t));
-                    gone.push(t);
+                Some(t) if t.is_expired(now) => gone.push(t),
+                // An entry that does not match its token is dropped; the token stays.
+                Some(t) if t.expiry_ts == expiry_ts => {}
+                _ => {
+                    indexes.remove_expiry(expiry_ts, &id);
                 }
-                // An entry that no longer matches its token is dropped; the token stays.
-                Some(t) if expiry_key(t.expiry_ts, &t.token_id) != k => ops.push(Op::Delete(k)),
-                Some(_) => {}
-                None => ops.push(Op::Delete(k)),
             }
         }
-        if ops.is_empty() {
+        if gone.is_empty() {
             return Ok(gone);
         }
         self.commit.note_write();
-        self.store.apply(ops)?;
+        self.store.apply(gone.iter().map(Self::delete_op).collect())?;
         for t in &gone {
-            match &self.secret {
-                Some(secret) => self.forget(secret, t),
-                None => self.forget_credentials(&t.token_id),
-            }
+            self.forget(&mut indexes, t);
         }
         Ok(gone)
     }
@@ -580,15 +613,38 @@ pub fn bulk_load(store: &dyn Store, tokens: impl Iterator<Item = TokenDetails>) 
     let mut ops = Vec::new();
     let mut n = 0;
     for t in tokens {
-        ops.extend(Tokens::put_ops(&t));
+        ops.push(Tokens::put_op(&t));
         n += 1;
-        if ops.len() >= 40_000 {
+        if ops.len() >= 10_000 {
             store.apply(std::mem::take(&mut ops))?;
         }
     }
     store.apply(ops)?;
     store.flush()?;
     Ok(n)
+}
+
+/// Deletes the index keys that earlier builds stored beside the token records (the
+/// indexes are rebuilt in memory now); the tokens themselves stay.
+fn remove_legacy_index_keys(store: &dyn Store) -> Result<(), StoreError> {
+    let mut removed = false;
+    for prefix in LEGACY_INDEX_PREFIXES {
+        let mut end = prefix.to_vec();
+        *end.last_mut().expect("a non-empty prefix") += 1;
+        loop {
+            let keys = store.scan_range(prefix, &end, 10_000)?;
+            if keys.is_empty() {
+                break;
+            }
+            store.apply(keys.into_iter().map(|(k, _)| Op::Delete(k)).collect())?;
+            removed = true;
+        }
+    }
+    if removed {
+        store.flush()?;
+        info!("removed the token index keys of an earlier store layout; the indexes are kept in memory");
+    }
+    Ok(())
 }
 
 /// The most tokens one sweep batch deletes (the write lock is held for one batch).
@@ -649,6 +705,73 @@ mod tests {
         assert_eq!(tokens.describe(None, &alice, true).await.unwrap().len(), 1, "nor listed");
         tokens.create(alice.clone(), alice.clone(), vec![], -1, 1_000).await.unwrap();
         assert_eq!(tokens.describe(None, &alice, false).await.unwrap().len(), 2);
+    }
+
+    fn token(id: &str, owner: &str, renewers: &[&str], expiry_ts: i64) -> TokenDetails {
+        TokenDetails {
+            token_id: id.into(),
+            owner: Principal::user(owner),
+            requester: Principal::user("admin"),
+            renewers: renewers.iter().map(|r| Principal::user(r)).collect(),
+            issue_ts: 0,
+            max_ts: 10_000,
+            expiry_ts,
+            hmac_alg: HmacAlgorithm::Sha1,
+            key_id: String::new(),
+        }
+    }
+
+    /// T-DESC-1, T-SWEEP-1: the in-memory indexes find tokens by every principal they
+    /// name (`User:a`/`b` and `User`/`a:b` stay apart) and by expiry, and forget them.
+    #[test]
+    fn t_desc_1_in_memory_indexes() {
+        let mut ix = Indexes::default();
+        let (a, b, c) = (token("a", "alice", &["bob"], 300), token("b", "bob", &[], 100), token("c", "a:b", &[], 200));
+        for t in [&a, &b, &c] {
+            ix.add(t, &Id::from(t.token_id.as_str()));
+        }
+        let names = |ix: &Indexes, p: Principal| ix.naming(&[p]).into_iter().map(|i| i.to_string()).collect::<Vec<_>>();
+        assert_eq!(names(&ix, Principal::user("bob")), ["a", "b"], "owner and renewer");
+        assert_eq!(names(&ix, Principal::user("admin")), ["a", "b", "c"], "requester");
+        assert_eq!(names(&ix, Principal::user("a:b")), ["c"]);
+        assert!(names(&ix, Principal::new("User:a", "b")).is_empty());
+        let expired =
+            |ix: &Indexes, now| ix.expired_before(now, 10).into_iter().map(|(_, i)| i.to_string()).collect::<Vec<_>>();
+        assert_eq!(expired(&ix, 201), ["b", "c"], "by expiry, strictly before now");
+        assert_eq!(expired(&ix, 200), ["b"]);
+        let mut renewed = b.clone();
+        renewed.expiry_ts = 400;
+        ix.move_expiry(100, &renewed);
+        assert_eq!(expired(&ix, 301), ["c", "a"]);
+        ix.remove(&a);
+        assert_eq!(names(&ix, Principal::user("bob")), ["b"]);
+        assert_eq!(expired(&ix, 1_000), ["c", "b"]);
+        assert!(!ix.by_principal.contains_key(&Principal::user("alice")), "empty sets are dropped");
+    }
+
+    /// T-PERSIST-2: a store written by an earlier build, with index keys beside the
+    /// records, opens with every token, and the old index keys are removed.
+    #[tokio::test]
+    async fn t_persist_2_earlier_layout_is_migrated() {
+        let tmp = tempfile::tempdir().unwrap();
+        let store: Arc<dyn Store> = Arc::new(SledStore::open(tmp.path()).unwrap());
+        let t = token("bxw-KptNTH6KHys8TV5vcA", "alice", &["bob"], 5_000);
+        store
+            .apply_durable(vec![
+                Tokens::put_op(&t),
+                Op::Put(b"tpr/\0\0\0\x04User\0\0\0\x05alicebxw-KptNTH6KHys8TV5vcA".to_vec(), Vec::new()),
+                Op::Put(b"tex/\x80\0\0\0\0\0\x13\x88bxw-KptNTH6KHys8TV5vcA".to_vec(), Vec::new()),
+                Op::Put(b"usr/other".to_vec(), b"kept".to_vec()),
+            ])
+            .unwrap();
+        let tokens =
+            Tokens::open(store.clone(), GroupCommit::start(store.clone()).unwrap(), Some(MasterSecret::new("s")), S)
+                .unwrap();
+        assert_eq!(tokens.len(), 1);
+        let found = tokens.describe(Some(&[Principal::user("bob")]), &Principal::user("bob"), false).await.unwrap();
+        assert_eq!(found.into_iter().map(|(t, _)| t).collect::<Vec<_>>(), [t]);
+        assert!(!store.any_with_prefix(b"tpr/").unwrap() && !store.any_with_prefix(b"tex/").unwrap());
+        assert_eq!(store.get(b"usr/other").unwrap(), Some(b"kept".to_vec()), "other records stay");
     }
 
     const S: TokenSettings = TokenSettings {

@@ -1,10 +1,8 @@
-//! The stored form of a token and the store keys of its indexes (T-TOKEN-1, T-PERSIST-2).
+//! The stored form of a token (T-TOKEN-1, T-PERSIST-2).
 //!
-//! Keys:
-//! - `tok/<id>` → the versioned token record (never the HMAC);
-//! - `tpr/<len><type><len><name><id>` → empty, one per principal the token names (owner,
-//!   requester, renewers), so Describe by owner reads only matching tokens;
-//! - `tex/<expiry><id>` → empty, ordered by expiry, so the sweep reads only expired tokens.
+//! One key per token, `tok/<id>` → the versioned token record (never the HMAC), so every
+//! change to a token is a single-key write. The indexes (by principal, by expiry, by HMAC)
+//! live in memory and are rebuilt from these records at startup.
 
 use crate::auth::Principal;
 use crate::config::HmacAlgorithm;
@@ -13,9 +11,9 @@ use crate::store::StoreError;
 const RECORD_VERSION: u8 = 1;
 /// Prefix of token records.
 pub const TOKEN_PREFIX: &[u8] = b"tok/";
-const PRINCIPAL_PREFIX: &[u8] = b"tpr/";
-/// Prefix of the expiry index.
-pub const EXPIRY_PREFIX: &[u8] = b"tex/";
+/// Key prefixes of the principal and expiry indexes that earlier builds kept in the store;
+/// opening a store removes any such keys (the indexes are in memory now).
+pub const LEGACY_INDEX_PREFIXES: [&[u8]; 2] = [b"tpr/", b"tex/"];
 
 /// A delegation token's details (SPEC §4.1).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -71,50 +69,6 @@ impl TokenDetails {
 /// The key of a token record.
 pub fn token_key(id: &str) -> Vec<u8> {
     [TOKEN_PREFIX, id.as_bytes()].concat()
-}
-
-/// The prefix under which every token naming `p` is indexed. Type and name are each
-/// length-prefixed, since either may contain `:`.
-pub fn principal_prefix(p: &Principal) -> Vec<u8> {
-    let mut k = Vec::with_capacity(PRINCIPAL_PREFIX.len() + 8 + p.kind.len() + p.name.len() + 22);
-    k.extend_from_slice(PRINCIPAL_PREFIX);
-    for part in [&p.kind, &p.name] {
-        k.extend_from_slice(&(part.len() as u32).to_be_bytes());
-        k.extend_from_slice(part.as_bytes());
-    }
-    k
-}
-
-/// The principal-index key of token `id` for `p`.
-pub fn principal_key(p: &Principal, id: &str) -> Vec<u8> {
-    let mut k = principal_prefix(p);
-    k.extend_from_slice(id.as_bytes());
-    k
-}
-
-/// The token id at the end of a principal-index key.
-pub fn id_from_principal_key(prefix_len: usize, key: &[u8]) -> Option<String> {
-    String::from_utf8(key.get(prefix_len..)?.to_vec()).ok()
-}
-
-/// Orders i64 timestamps as unsigned big-endian bytes.
-fn sortable(ts: i64) -> [u8; 8] {
-    ((ts as u64) ^ (1 << 63)).to_be_bytes()
-}
-
-/// The expiry-index key of a token expiring at `expiry_ts`.
-pub fn expiry_key(expiry_ts: i64, id: &str) -> Vec<u8> {
-    [EXPIRY_PREFIX, &sortable(expiry_ts), id.as_bytes()].concat()
-}
-
-/// The first expiry-index key of a token expiring at or after `ts`.
-pub fn expiry_bound(ts: i64) -> Vec<u8> {
-    [EXPIRY_PREFIX, &sortable(ts)].concat()
-}
-
-/// The token id in an expiry-index key.
-pub fn id_from_expiry_key(key: &[u8]) -> Option<String> {
-    String::from_utf8(key.get(EXPIRY_PREFIX.len() + 8..)?.to_vec()).ok()
 }
 
 fn alg_code(a: HmacAlgorithm) -> u8 {
@@ -183,22 +137,6 @@ impl<'a> Reader<'a> {
     }
 }
 
-/// The HMAC algorithm of a stored record, read without decoding the rest (startup reads
-/// every record for this alone).
-pub fn hmac_algorithm(id: &str, v: &[u8]) -> Result<HmacAlgorithm, StoreError> {
-    match v.first() {
-        Some(&version) if version > RECORD_VERSION => {
-            Err(StoreError::NewerSchema { found: u32::from(version), supported: u32::from(RECORD_VERSION) })
-        }
-        _ => match v.get(25) {
-            Some(1) => Ok(HmacAlgorithm::Sha1),
-            Some(2) => Ok(HmacAlgorithm::Sha256),
-            Some(3) => Ok(HmacAlgorithm::Sha512),
-            _ => Err(StoreError::Corrupt { key: format!("tok/{id}"), reason: "malformed token record".into() }),
-        },
-    }
-}
-
 /// Decodes the record stored under `tok/<id>`.
 pub fn decode(id: &str, v: &[u8]) -> Result<TokenDetails, StoreError> {
     let corrupt = || StoreError::Corrupt { key: format!("tok/{id}"), reason: "malformed token record".into() };
@@ -262,7 +200,6 @@ mod tests {
         let t = sample();
         let v = encode(&t);
         assert_eq!(decode(&t.token_id, &v).unwrap(), t);
-        assert_eq!(hmac_algorithm(&t.token_id, &v).unwrap(), t.hmac_alg);
         let mut newer = v.clone();
         newer[0] = RECORD_VERSION + 1;
         assert!(matches!(decode(&t.token_id, &newer), Err(StoreError::NewerSchema { .. })));
@@ -282,24 +219,5 @@ mod tests {
         assert!(t.may_renew(&Principal::user("bob")) && t.may_renew(&Principal::user("alice")));
         assert!(!t.owner_or_renewer(&Principal::user("carol")));
         assert_eq!(t.principals().len(), 3, "each principal indexed once");
-    }
-
-    /// T-DESC-1: `User:a`/`b` and `User`/`a:b` are different principals with different
-    /// index prefixes, and neither prefix is a prefix of the other's keys.
-    #[test]
-    fn t_desc_1_principal_keys_do_not_collide() {
-        let (p, q) = (Principal::new("User:a", "b"), Principal::new("User", "a:b"));
-        assert_ne!(principal_prefix(&p), principal_prefix(&q));
-        assert!(!principal_key(&q, "id").starts_with(&principal_prefix(&p)));
-        assert!(!principal_key(&Principal::user("ab"), "x").starts_with(&principal_prefix(&Principal::user("a"))));
-    }
-
-    #[test]
-    fn expiry_keys_sort_by_time() {
-        let mut keys = [expiry_key(5, "b"), expiry_key(-3, "a"), expiry_key(i64::MAX, "c"), expiry_key(0, "d")];
-        keys.sort();
-        let ids: Vec<_> = keys.iter().map(|k| id_from_expiry_key(k).unwrap()).collect();
-        assert_eq!(ids, ["a", "d", "b", "c"]);
-        assert!(expiry_key(4, "zz") < expiry_bound(5) && expiry_bound(5) <= expiry_key(5, ""));
     }
 }
