@@ -70,6 +70,16 @@ pub trait Store: Send + Sync + 'static {
     fn any_with_prefix(&self, prefix: &[u8]) -> Result<bool, StoreError>;
     /// Applies every op or none of them.
     fn apply(&self, ops: Vec<Op>) -> Result<(), StoreError>;
+    /// Sets `key` to `value` unless `key` exists; true when it did. Callers that need
+    /// this atomic against other writers hold their own lock, or use a store that
+    /// overrides it.
+    fn put_new(&self, key: &[u8], value: Vec<u8>) -> Result<bool, StoreError> {
+        if self.get(key)?.is_some() {
+            return Ok(false);
+        }
+        self.apply(vec![Op::Put(key.to_vec(), value)])?;
+        Ok(true)
+    }
     /// Makes every write so far durable.
     fn flush(&self) -> Result<(), StoreError>;
 

@@ -98,6 +98,11 @@ impl Store for SledStore {
         self.records.apply_batch(batch).map_err(io)
     }
 
+    fn put_new(&self, key: &[u8], value: Vec<u8>) -> Result<bool, StoreError> {
+        let swapped = self.records.compare_and_swap(key, None as Option<&[u8]>, Some(value)).map_err(io)?;
+        Ok(swapped.is_ok())
+    }
+
     fn flush(&self) -> Result<(), StoreError> {
         self.db.flush().map(|_| ()).map_err(io)
     }
@@ -151,5 +156,8 @@ mod tests {
         assert!(s.scan_range(b"b", b"a", 10).unwrap().is_empty());
         assert!(!s.any_with_prefix(b"b/").unwrap());
         assert!(s.any_with_prefix(b"a/").unwrap());
+        assert!(!s.put_new(b"a/1", b"other".to_vec()).unwrap(), "an existing key is kept");
+        assert!(s.put_new(b"a/3", b"three".to_vec()).unwrap());
+        assert_eq!((s.get(b"a/1").unwrap(), s.get(b"a/3").unwrap()), (Some(b"one".to_vec()), Some(b"three".to_vec())));
     }
 }

@@ -313,14 +313,8 @@ impl Tokens {
         let (issue_ts, max_ts, expiry_ts) = create_times(&self.settings, requested_max_lifetime_ms, now);
         let (token, hmac) = {
             let mut indexes = self.lock();
-            let token_id = loop {
-                let id = crate::ids::random_kafka_id();
-                if self.get(&id)?.is_none() {
-                    break id;
-                }
-            };
-            let t = TokenDetails {
-                token_id,
+            let mut t = TokenDetails {
+                token_id: crate::ids::random_kafka_id(),
                 owner,
                 requester,
                 renewers,
@@ -331,7 +325,11 @@ impl Tokens {
                 key_id: String::new(),
             };
             self.commit.note_write();
-            self.store.apply(vec![Self::put_op(&t)])?;
+            // A fresh id never names a stored token; `put_new` makes sure of it in the
+            // same step as the write.
+            while !self.store.put_new(&token_key(&t.token_id), record::encode(&t))? {
+                t.token_id = crate::ids::random_kafka_id();
+            }
             // Indexed together with the write, under the same lock, so every later sweep
             // or delete of the token also removes its index entries.
             let id = Id::from(t.token_id.as_str());
