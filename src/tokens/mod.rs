@@ -10,9 +10,9 @@
 //! A token is one record under one key, so each change is a single-key write: sled's
 //! batch path costs several times a plain insert and writes ten times the bytes
 //! (`cargo bench --bench sled_write`), and a create that also wrote index keys had to be
-//! a batch. The indexes Describe and the sweep need (by principal,
-//! by expiry) are kept in memory beside the HMAC index, under the write lock, and rebuilt
-//! from the records at startup.
+//! a batch. The indexes Describe and the sweep need (by principal, by expiry) are kept in
+//! memory beside the HMAC index, under the write lock, and rebuilt from the records at
+//! startup.
 
 mod record;
 mod secret;
