@@ -13,12 +13,17 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use criterion::{Criterion, black_box, criterion_group, criterion_main};
 use kafka_token_broker::auth::Principal;
+use kafka_token_broker::auth::kdf::KdfPool;
 use kafka_token_broker::config::HmacAlgorithm;
 use kafka_token_broker::store::{GroupCommit, SledStore, Store};
-use kafka_token_broker::tokens::{MasterSecret, TokenSettings, Tokens};
+use kafka_token_broker::tokens::{LoginKeys, MasterSecret, TokenSettings, Tokens};
 use ktb_protocol::scram::{self, ScramClient, ScramMechanism};
 
 const NOW: i64 = 1_700_000_000_000;
+
+fn logins() -> LoginKeys {
+    LoginKeys { kdf: KdfPool::for_this_machine().unwrap(), salt_key: [7; 32] }
+}
 
 fn open(dir: &std::path::Path) -> Tokens {
     let store: Arc<dyn Store> = Arc::new(SledStore::open(&dir.join("store")).unwrap());
@@ -27,9 +32,11 @@ fn open(dir: &std::path::Path) -> Tokens {
         expiry_time_ms: 86_400_000,
         hmac_alg: HmacAlgorithm::Sha1,
         superuser_manage: false,
+        max_renewers: 64,
+        max_per_owner: usize::MAX,
     };
     let commit = GroupCommit::start(store.clone()).unwrap();
-    Tokens::open(store, commit, Some(MasterSecret::new("bench-secret")), settings).unwrap()
+    Tokens::open(store, commit, Some(MasterSecret::new("bench-secret")), settings, logins()).unwrap()
 }
 
 fn bench(c: &mut Criterion) {

@@ -69,9 +69,11 @@ const PROPERTIES: &[PropDef] = &[
     prop("connections.max.reauth.ms", Some("0")),
     prop("connection.failed.authentication.delay.ms", Some("100")),
     prop("connections.max.idle.ms", Some("600000")),
-    prop("socket.request.max.bytes", Some("104857600")),
+    prop("socket.request.max.bytes", Some("1048576")),
     prop("sasl.server.max.receive.size", Some("524288")),
     prop("max.connections", Some("2147483647")),
+    prop("max.connections.per.ip", Some("2147483647")),
+    prop("max.connections.per.ip.overrides", Some("")),
     prop("ssl.keystore.type", None),
     prop("ssl.keystore.location", None),
     prop("ssl.keystore.certificate.chain", None),
@@ -86,6 +88,10 @@ const PROPERTIES: &[PropDef] = &[
     prop("ktb.sasl.scram.implicit.token.login", Some("true")),
     prop("ktb.token.superuser.manage", Some("false")),
     prop("ktb.shutdown.grace.ms", Some("5000")),
+    prop("ktb.write.timeout.ms", Some("30000")),
+    prop("ktb.token.max.renewers", Some("64")),
+    prop("ktb.token.max.per.owner", Some("10000")),
+    prop("ktb.user.max.alterations.per.request", Some("100")),
 ];
 
 /// The environment variable that overrides `name` (T-CFG-2).
@@ -363,8 +369,22 @@ pub struct Config {
     pub socket_request_max_bytes: i32,
     /// `sasl.server.max.receive.size`: the frame limit before authentication.
     pub sasl_server_max_receive_size: i32,
-    /// `max.connections`.
+    /// `max.connections` as configured (the broker lowers it to what the open-file limit
+    /// allows, T-LIMIT-5).
     pub max_connections: i32,
+    /// `max.connections.per.ip` (T-LIMIT-5).
+    pub max_connections_per_ip: i32,
+    /// `max.connections.per.ip.overrides`: per host or address, in configuration order.
+    pub max_connections_per_ip_overrides: Vec<(String, i32)>,
+    /// `ktb.write.timeout.ms`: how long an answer may wait for the client to take any
+    /// of its bytes (T-LIMIT-3).
+    pub write_timeout_ms: i64,
+    /// `ktb.token.max.renewers` (D-20).
+    pub token_max_renewers: usize,
+    /// `ktb.token.max.per.owner` (D-20).
+    pub token_max_per_owner: usize,
+    /// `ktb.user.max.alterations.per.request` (§9.7).
+    pub user_max_alterations_per_request: usize,
     /// `ktb.data.dir`.
     pub data_dir: PathBuf,
     /// `ktb.store`.
@@ -445,6 +465,13 @@ impl Config {
             socket_request_max_bytes: int(r, "socket.request.max.bytes", 1, i32::MAX as i64)? as i32,
             sasl_server_max_receive_size: int(r, "sasl.server.max.receive.size", 1, i32::MAX as i64)? as i32,
             max_connections: int(r, "max.connections", 0, i32::MAX as i64)? as i32,
+            max_connections_per_ip: int(r, "max.connections.per.ip", 0, i32::MAX as i64)? as i32,
+            max_connections_per_ip_overrides: parse_ip_overrides(r)?,
+            write_timeout_ms: int(r, "ktb.write.timeout.ms", 1, i64::MAX)?,
+            token_max_renewers: int(r, "ktb.token.max.renewers", 0, i32::MAX as i64)? as usize,
+            token_max_per_owner: int(r, "ktb.token.max.per.owner", 1, i32::MAX as i64)? as usize,
+            user_max_alterations_per_request: int(r, "ktb.user.max.alterations.per.request", 1, i32::MAX as i64)?
+                as usize,
             data_dir: match r.get("ktb.data.dir").unwrap_or_default() {
                 "" => return Err(invalid("ktb.data.dir", "", "must name a directory")),
                 d => PathBuf::from(d),
@@ -470,6 +497,27 @@ impl Config {
 
 fn list(s: &str, sep: char) -> Vec<String> {
     s.split(sep).map(str::trim).filter(|e| !e.is_empty()).map(str::to_owned).collect()
+}
+
+/// `max.connections.per.ip.overrides`: `host:count` entries, comma-separated (Kafka's
+/// format; a host name or an IP address, IPv6 in brackets or bare).
+fn parse_ip_overrides(r: &Resolved) -> Result<Vec<(String, i32)>, ConfigError> {
+    let name = "max.connections.per.ip.overrides";
+    let value = r.get(name).unwrap_or_default();
+    list(value, ',')
+        .into_iter()
+        .map(|entry| {
+            let (host, count) = entry
+                .rsplit_once(':')
+                .ok_or_else(|| invalid(name, value, "entries are host:count, comma-separated"))?;
+            let host = host.trim().trim_start_matches('[').trim_end_matches(']');
+            let count = count.trim().parse::<i32>().ok().filter(|c| *c >= 0);
+            match (host.is_empty(), count) {
+                (false, Some(c)) => Ok((host.to_owned(), c)),
+                _ => Err(invalid(name, value, "entries are host:count with a count from 0 to 2147483647")),
+            }
+        })
+        .collect()
 }
 
 fn int(r: &Resolved, name: &str, min: i64, max: i64) -> Result<i64, ConfigError> {
@@ -619,7 +667,7 @@ mod tests {
         let file = "node.id=5\nconnections.max.idle.ms=1000\nmax.connections=7\n";
         let c = load(Some(file), &[], &[]).unwrap();
         assert_eq!((c.node_id, c.connections_max_idle_ms, c.max_connections), (5, 1000, 7));
-        assert_eq!(c.socket_request_max_bytes, 104_857_600, "default kept");
+        assert_eq!(c.socket_request_max_bytes, 1_048_576, "default kept (D-21)");
 
         let env = [("KTB_NODE_ID", "6"), ("KTB_CONNECTIONS_MAX_IDLE_MS", "2000"), ("KTB_NOT_A_PROPERTY", "x")];
         let c = load(Some(file), &env, &[]).unwrap();
@@ -680,6 +728,12 @@ mod tests {
         assert_eq!(c.connections_max_idle_ms, 600_000);
         assert_eq!(c.sasl_server_max_receive_size, 524_288);
         assert_eq!(c.max_connections, i32::MAX);
+        assert_eq!(c.max_connections_per_ip, i32::MAX);
+        assert!(c.max_connections_per_ip_overrides.is_empty());
+        assert_eq!(c.socket_request_max_bytes, 1_048_576, "D-21");
+        assert_eq!(c.write_timeout_ms, 30_000);
+        assert_eq!((c.token_max_renewers, c.token_max_per_owner), (64, 10_000), "D-20");
+        assert_eq!(c.user_max_alterations_per_request, 100);
         assert!(c.implicit_token_login);
         assert!(!c.superuser_manage_tokens);
         assert_eq!(c.shutdown_grace_ms, 5000);

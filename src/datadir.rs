@@ -87,7 +87,62 @@ impl DataDir {
     pub fn store_path(&self) -> PathBuf {
         self.path.join("store")
     }
+
+    /// The key of the fake salts shown for unknown names and of token credentials'
+    /// salts (T-REVEAL-1): 32 random bytes in `fake-salt.key` (0600), generated on first
+    /// use, so the same name gets the same salt across restarts.
+    pub fn fake_salt_key(&self) -> Result<[u8; 32], DataDirError> {
+        let path = self.path.join(FAKE_SALT_FILE);
+        let shown = path.display();
+        match fs::read(&path) {
+            Ok(bytes) => {
+                let meta = fs::metadata(&path).map_err(|e| DataDirError(format!("{shown}: {e}")))?;
+                check_private(&path, meta.permissions().mode(), "chmod 600")?;
+                bytes.try_into().map_err(|_| {
+                    DataDirError(format!("{shown} is not a 32-byte key; remove it and ktb generates a new one"))
+                })
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                let mut key = [0u8; 32];
+                getrandom::fill(&mut key).map_err(|e| DataDirError(format!("the OS has no randomness: {e}")))?;
+                atomic_write(&path, &key, 0o600).map_err(|e| DataDirError(format!("cannot write {shown}: {e}")))?;
+                Ok(key)
+            }
+            Err(e) => Err(DataDirError(format!("cannot read {shown}: {e}"))),
+        }
+    }
+
+    /// Makes every directory below the data dir 0700 and every file 0600 (T-REVEAL-3):
+    /// the store's files are created by sled with the process umask, and stores written
+    /// by earlier builds are world-readable.
+    pub fn make_private(&self) -> Result<(), DataDirError> {
+        fn walk(dir: &Path) -> std::io::Result<()> {
+            for entry in fs::read_dir(dir)? {
+                let entry = entry?;
+                let kind = entry.file_type()?;
+                let mode = if kind.is_dir() {
+                    0o700
+                } else if kind.is_file() {
+                    0o600
+                } else {
+                    continue;
+                };
+                let path = entry.path();
+                if entry.metadata()?.permissions().mode() & 0o777 != mode {
+                    fs::set_permissions(&path, fs::Permissions::from_mode(mode))?;
+                }
+                if kind.is_dir() {
+                    walk(&path)?;
+                }
+            }
+            Ok(())
+        }
+        walk(&self.path).map_err(|e| DataDirError(format!("cannot make {} private: {e}", self.path.display())))
+    }
 }
+
+/// The file of the fake-salt key (T-REVEAL-1).
+pub const FAKE_SALT_FILE: &str = "fake-salt.key";
 
 /// Refuses a file or directory that group or others can read (T-ZERO-3).
 pub fn check_private(path: &Path, mode: u32, fix: &str) -> Result<(), DataDirError> {

@@ -13,6 +13,7 @@ pub mod config;
 pub mod datadir;
 pub mod fsutil;
 pub mod ids;
+pub mod logsafe;
 pub mod properties;
 pub mod server;
 pub mod store;

@@ -335,6 +335,11 @@ fn serve(file: Option<PathBuf>, overrides: Vec<(String, String)>, print_config: 
         print!("{}", resolved.dump());
         return ExitCode::SUCCESS;
     }
+    // T-REVEAL-3: whatever the broker or its store creates is private to its user.
+    // SAFETY: umask only sets the process's file-creation mask.
+    unsafe {
+        libc::umask(0o077);
+    }
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(r) => r,
         Err(e) => {

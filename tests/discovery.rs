@@ -68,8 +68,9 @@ async fn t_meta_2_empty_list_means_none() {
     assert!(r.topics.is_empty());
 }
 
-/// T-META-2 (D-18): every named topic is UNKNOWN_TOPIC_OR_PARTITION, in request order,
-/// with a zero id, no partitions and no authorized operations; nothing is created.
+/// T-META-2 (D-18, as §9.7 amends it): every distinct named topic is
+/// UNKNOWN_TOPIC_OR_PARTITION, once, in order of first request, with a zero id, no
+/// partitions and no authorized operations; nothing is created.
 #[tokio::test]
 async fn t_meta_2_named_topics_are_unknown() {
     let broker = TestBroker::start(&[]).await;
@@ -81,7 +82,7 @@ async fn t_meta_2_named_topics_are_unknown() {
             .with_allow_auto_topic_creation(true);
         let r = metadata(c.call(ApiKey::Metadata, version, req.into()).await);
         let names: Vec<&str> = r.topics.iter().map(|t| t.name.as_ref().unwrap().0.as_str()).collect();
-        assert_eq!(names, ["orders", "audit", "orders"], "v{version}");
+        assert_eq!(names, ["orders", "audit"], "v{version}: requested topics are a set (T-LIMIT-1)");
         for t in &r.topics {
             assert_eq!(t.error_code, error_code::UNKNOWN_TOPIC_OR_PARTITION);
             assert!(t.topic_id.is_nil());

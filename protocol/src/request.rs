@@ -28,6 +28,10 @@ pub enum Request {
     /// A served API at a served version with a body that decoded. Boxed: the largest
     /// request type dwarfs the rest of the enum.
     Api(Header, Box<RequestKind>),
+    /// A served API at a served version whose body the caller chose not to decode (a
+    /// connection that has not authenticated gets an error answer that needs no body,
+    /// T-LIMIT-2).
+    Undecoded(Header),
 }
 
 /// Why a frame is not a request the broker serves. Every variant closes the connection
@@ -64,7 +68,13 @@ pub enum RequestError {
 }
 
 /// Decodes one frame (without its size prefix) into a request.
-pub fn parse_request(mut frame: Bytes) -> Result<Request, RequestError> {
+pub fn parse_request(frame: Bytes) -> Result<Request, RequestError> {
+    parse_request_with(frame, |_| true)
+}
+
+/// Decodes one frame, decoding the body only of the APIs for which `decode_body` says
+/// so; the others come back as [`Request::Undecoded`] after their header is checked.
+pub fn parse_request_with(mut frame: Bytes, decode_body: impl Fn(ApiKey) -> bool) -> Result<Request, RequestError> {
     if frame.len() < 4 {
         return Err(RequestError::TooShort);
     }
@@ -89,6 +99,9 @@ pub fn parse_request(mut frame: Bytes) -> Result<Request, RequestError> {
     };
     if !in_range {
         return Ok(Request::UnsupportedApiVersions(header));
+    }
+    if !decode_body(key) {
+        return Ok(Request::Undecoded(header));
     }
 
     let body_version = apis::body_version(key, version);

@@ -265,14 +265,15 @@ pub fn parse_client_first(msg: &[u8]) -> Result<ClientFirst, ScramError> {
     Ok(ClientFirst { username, token_auth, gs2_header, bare: bare.to_owned(), cnonce: cnonce.to_owned() })
 }
 
-/// The fake salt for a user with no credential (T-SCRAM-8):
-/// `HMAC-SHA-256(key, mechanism ‖ 0x00 ‖ username)[0..16]`.
+/// The fake salt for a name with no credential (T-REVEAL-1):
+/// `HMAC-SHA-256(key, mechanism ‖ 0x00 ‖ username)`, 32 bytes like the salts of the
+/// credentials ktb creates itself. Token credentials use it as their real salt.
 pub fn fake_salt(key: &[u8], mech: ScramMechanism, username: &str) -> Vec<u8> {
     let mut data = Vec::with_capacity(mech.name().len() + 1 + username.len());
     data.extend_from_slice(mech.name().as_bytes());
     data.push(0);
     data.extend_from_slice(username.as_bytes());
-    ScramMechanism::Sha256.hmac(key, &data)[..16].to_vec()
+    ScramMechanism::Sha256.hmac(key, &data).to_vec()
 }
 
 /// The server after sending server-first, waiting for client-final.
@@ -707,7 +708,7 @@ mod tests {
     fn t_scram_8_fake_server_first() {
         let key = [7u8; 32];
         let s1 = fake_salt(&key, ScramMechanism::Sha256, "nobody");
-        assert_eq!(s1.len(), 16);
+        assert_eq!(s1.len(), 32);
         assert_eq!(s1, fake_salt(&key, ScramMechanism::Sha256, "nobody"));
         assert_ne!(s1, fake_salt(&key, ScramMechanism::Sha512, "nobody"));
         let cf = parse_client_first(b"n,,n=nobody,r=abc").unwrap();

@@ -19,8 +19,19 @@ pub const SUPER_USER_CLUSTER_OPERATIONS: i32 =
 pub fn handle(ctx: &Context<'_>, version: i16, req: &MetadataRequest) -> Option<MetadataResponse> {
     let config = &ctx.broker.config;
     let requested = req.topics.as_deref().unwrap_or_default();
-    let mut topics = Vec::with_capacity(requested.len());
+    // Requested topics are a set, as in Kafka (T-META-2, T-LIMIT-1): one answer per
+    // distinct name (or id), in order of first appearance.
+    let mut seen_names = std::collections::HashSet::new();
+    let mut seen_ids = std::collections::HashSet::new();
+    let mut topics = Vec::new();
     for t in requested {
+        let first = match &t.name {
+            Some(name) => seen_names.insert(name.as_str()),
+            None => seen_ids.insert(t.topic_id),
+        };
+        if !first {
+            continue;
+        }
         topics.push(match &t.name {
             Some(name) => MetadataResponseTopic::default()
                 .with_error_code(error_code::UNKNOWN_TOPIC_OR_PARTITION)
@@ -50,20 +61,6 @@ pub fn handle(ctx: &Context<'_>, version: i16, req: &MetadataRequest) -> Option<
         resp.cluster_authorized_operations = cluster_operations(ctx);
     }
     Some(resp)
-}
-
-/// The error answer (34 during authentication): the code in every requested topic entry.
-pub fn error_response(version: i16, req: &MetadataRequest, code: i16) -> MetadataResponse {
-    let topics = req
-        .topics
-        .iter()
-        .flatten()
-        .map(|t| {
-            let name = if version >= 12 || t.name.is_some() { t.name.clone() } else { Some(Default::default()) };
-            MetadataResponseTopic::default().with_error_code(code).with_name(name).with_topic_id(t.topic_id)
-        })
-        .collect();
-    MetadataResponse::default().with_topics(topics)
 }
 
 /// What the connection may do on the cluster, when a request asks (T-META-3).

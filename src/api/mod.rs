@@ -14,7 +14,8 @@ pub mod renew_token;
 pub mod sasl;
 
 use kafka_protocol::messages::{
-    ApiKey, ApiVersionsResponse, DescribeClusterResponse, RequestKind, ResponseKind, SaslAuthenticateResponse,
+    AlterUserScramCredentialsResponse, ApiKey, ApiVersionsResponse, DescribeClusterResponse,
+    DescribeUserScramCredentialsResponse, MetadataResponse, RequestKind, ResponseKind, SaslAuthenticateResponse,
     SaslHandshakeResponse,
 };
 use kafka_protocol::protocol::StrBytes;
@@ -83,31 +84,36 @@ pub async fn handle(ctx: &Context<'_>, header: &Header, body: RequestKind) -> Op
 }
 
 /// The error answer of an API for a request that cannot be served in the connection's
-/// state (SPEC §3.1: 34 during authentication). `None` for an API outside §2.3.
-pub fn error_response(header: &Header, body: &RequestKind, code: i16, message: &str) -> Option<ResponseKind> {
+/// state (SPEC §3.1: 34 during authentication). It carries no per-entry results, whatever
+/// the request held (T-LIMIT-2, D-25), so it needs only the header. `None` for an API
+/// outside §2.3.
+pub fn error_response(header: &Header, code: i16, message: &str) -> Option<ResponseKind> {
     let msg = || Some(StrBytes::from_string(message.to_owned()));
-    Some(match body {
-        RequestKind::ApiVersions(_) => ApiVersionsResponse::default().with_error_code(code).into(),
-        RequestKind::SaslHandshake(_) => SaslHandshakeResponse::default().with_error_code(code).into(),
-        RequestKind::SaslAuthenticate(_) => {
+    Some(match header.api_key {
+        ApiKey::ApiVersions => ApiVersionsResponse::default().with_error_code(code).into(),
+        ApiKey::SaslHandshake => SaslHandshakeResponse::default().with_error_code(code).into(),
+        ApiKey::SaslAuthenticate => {
             SaslAuthenticateResponse::default().with_error_code(code).with_error_message(msg()).into()
         }
-        RequestKind::Metadata(req) => metadata::error_response(header.version, req, code).into(),
-        RequestKind::DescribeCluster(_) => DescribeClusterResponse::default()
+        // Metadata has no top-level error code: an answer with no topics and no brokers.
+        ApiKey::Metadata => MetadataResponse::default().into(),
+        ApiKey::DescribeCluster => DescribeClusterResponse::default()
             .with_error_code(code)
             .with_error_message(msg())
             .with_controller_id(kafka_protocol::messages::BrokerId(-1))
             .into(),
-        RequestKind::CreateDelegationToken(_) => {
+        ApiKey::CreateDelegationToken => {
             let anonymous = Session::plaintext();
             let (owner, requester) = (&anonymous.principal, &anonymous.principal);
             create_token::error_response(header.version, owner, requester, code).into()
         }
-        RequestKind::RenewDelegationToken(_) => renew_token::refused(code).into(),
-        RequestKind::ExpireDelegationToken(_) => expire_token::refused(code).into(),
-        RequestKind::DescribeDelegationToken(_) => describe_tokens::refused(code).into(),
-        RequestKind::DescribeUserScramCredentials(req) => describe_user_scram::refused(req, code, msg()).into(),
-        RequestKind::AlterUserScramCredentials(req) => alter_user_scram::refused(req, code, message).into(),
+        ApiKey::RenewDelegationToken => renew_token::refused(code).into(),
+        ApiKey::ExpireDelegationToken => expire_token::refused(code).into(),
+        ApiKey::DescribeDelegationToken => describe_tokens::refused(code).into(),
+        ApiKey::DescribeUserScramCredentials => {
+            DescribeUserScramCredentialsResponse::default().with_error_code(code).with_error_message(msg()).into()
+        }
+        ApiKey::AlterUserScramCredentials => AlterUserScramCredentialsResponse::default().into(),
         _ => return None,
     })
 }

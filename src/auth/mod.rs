@@ -1,6 +1,7 @@
 //! Principals, the authenticated identity of a connection, user credentials and the
 //! SASL exchange that establishes them.
 
+pub mod kdf;
 pub mod sasl;
 pub mod users;
 
@@ -41,6 +42,21 @@ impl Principal {
     }
 }
 
+impl Principal {
+    /// The principal as the log shows it: both parts client-controlled, so escaped and
+    /// cut (T-REVEAL-2).
+    pub fn logged(&self) -> impl fmt::Display + '_ {
+        struct Logged<'a>(&'a Principal);
+        impl fmt::Display for Logged<'_> {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                use crate::logsafe::Untrusted;
+                write!(f, "{}:{}", Untrusted(&self.0.kind), Untrusted(&self.0.name))
+            }
+        }
+        Logged(self)
+    }
+}
+
 impl fmt::Display for Principal {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}:{}", self.kind, self.name)
@@ -56,12 +72,14 @@ pub struct Session {
     pub token_authenticated: bool,
     /// True when the connection authenticated at all (false on PLAINTEXT listeners).
     pub authenticated: bool,
+    /// The token a token login used; its revocation ends the session (D-22).
+    pub token_id: Option<String>,
 }
 
 impl Session {
     /// The session of every connection on a PLAINTEXT listener.
     pub fn plaintext() -> Self {
-        Session { principal: Principal::anonymous(), token_authenticated: false, authenticated: false }
+        Session { principal: Principal::anonymous(), token_authenticated: false, authenticated: false, token_id: None }
     }
 }
 

@@ -19,6 +19,7 @@ use tracing::{info, warn};
 use super::{Principal, Session};
 use crate::api;
 use crate::config::Mechanism;
+use crate::logsafe::Untrusted;
 use crate::server::Broker;
 
 /// What the connection should do with a frame.
@@ -48,6 +49,8 @@ pub struct Identity {
     pub token_authenticated: bool,
     /// The token's expiry, for token logins (bounds the session, T-REAUTH-1).
     pub token_expiry_ms: Option<i64>,
+    /// The token's id, for token logins (D-22).
+    pub token_id: Option<String>,
 }
 
 enum Step {
@@ -206,15 +209,7 @@ impl Authenticator {
                     }
                 }
                 // T-REAUTH-6 and §3.1: another request mid-exchange gets 34, then close.
-                other => Action::FailAndClose(api::error_response(
-                    header,
-                    other,
-                    error_code::ILLEGAL_SASL_STATE,
-                    &format!(
-                        "Unexpected Kafka request of type {} during SASL handshake.",
-                        api::kafka_name(header.api_key)
-                    ),
-                )),
+                _ => Self::unexpected_during_exchange(header),
             },
             State::Complete => match body {
                 RequestKind::SaslHandshake(req) if self.may_begin_reauth(now, header.version) => {
@@ -222,12 +217,41 @@ impl Authenticator {
                     self.handshake(broker, header.version, req.mechanism.as_str(), true)
                 }
                 _ if self.expired(now) => {
-                    info!(peer = %self.peer, principal = %self.session.principal, "session expired; closing");
+                    info!(peer = %self.peer, principal = %self.session.principal.logged(), "session expired; closing");
+                    Action::Close
+                }
+                // D-22: a token expired or deleted since the login ends its sessions.
+                _ if self.session.token_id.as_deref().is_some_and(|id| broker.tokens.live(id, now).is_none()) => {
+                    info!(peer = %self.peer, principal = %self.session.principal.logged(), "session token revoked; closing");
                     Action::Close
                 }
                 _ => Action::Serve,
             },
         }
+    }
+
+    /// True once the connection may send requests beyond authentication: only then are
+    /// bodies of other APIs worth decoding (T-LIMIT-2).
+    pub fn is_complete(&self) -> bool {
+        matches!(self.state, State::Complete)
+    }
+
+    /// A request whose body was not decoded because the connection has not authenticated
+    /// (T-LIMIT-2): before the handshake it closes the connection (T-SASL-1); during an
+    /// exchange it gets 34 with no per-entry results, then the connection closes.
+    pub fn on_undecoded(&mut self, header: &Header) -> Action {
+        match &self.state {
+            State::Authenticating(e) if !e.raw => Self::unexpected_during_exchange(header),
+            _ => Action::Close,
+        }
+    }
+
+    fn unexpected_during_exchange(header: &Header) -> Action {
+        Action::FailAndClose(api::error_response(
+            header,
+            error_code::ILLEGAL_SASL_STATE,
+            &format!("Unexpected Kafka request of type {} during SASL handshake.", api::kafka_name(header.api_key)),
+        ))
     }
 
     /// T-REAUTH-3: a v1 handshake on a session that has an expiry, at least one second
@@ -258,7 +282,7 @@ impl Authenticator {
         let enabled = broker.config.sasl_mechanisms.iter().copied().find(|m| m.name() == name);
         let resp = SaslHandshakeResponse::default().with_mechanisms(mechanism_names(broker));
         let Some(mechanism) = enabled else {
-            info!(peer = %self.peer, mechanism = %name.chars().take(64).collect::<String>(), "unsupported SASL mechanism");
+            info!(peer = %self.peer, mechanism = %Untrusted(name), "unsupported SASL mechanism");
             return Action::FailAndClose(Some(resp.with_error_code(error_code::UNSUPPORTED_SASL_MECHANISM).into()));
         };
         if reauth && self.mechanism != Some(mechanism) {
@@ -364,6 +388,7 @@ impl Authenticator {
                             principal: Principal::user(&p.username),
                             token_authenticated: false,
                             token_expiry_ms: None,
+                            token_id: None,
                         },
                     )),
                 },
@@ -385,7 +410,7 @@ impl Authenticator {
             session_lifetime(now, broker.config.connections_max_reauth_ms, identity.token_expiry_ms);
         info!(
             peer = %self.peer,
-            principal = %identity.principal,
+            principal = %identity.principal.logged(),
             mechanism = mechanism.name(),
             token = identity.token_authenticated,
             reauth,
@@ -395,6 +420,7 @@ impl Authenticator {
             principal: identity.principal,
             token_authenticated: identity.token_authenticated,
             authenticated: true,
+            token_id: identity.token_id,
         };
         self.mechanism = Some(mechanism);
         self.session_expiry_ms = expiry;
@@ -404,13 +430,13 @@ impl Authenticator {
 
     /// T-LOG-2; for a known token (a wrong HMAC) the owner is logged too.
     fn log_failure(&self, mechanism: Mechanism, username: &str, identity: Option<&Identity>) {
-        let shown: String = username.chars().take(64).collect();
+        let shown = Untrusted(username);
         match identity.filter(|i| i.token_authenticated) {
             Some(token) => info!(
                 peer = %self.peer,
                 mechanism = mechanism.name(),
                 token_id = %shown,
-                owner = %token.principal,
+                owner = %token.principal.logged(),
                 "authentication failed"
             ),
             None => info!(peer = %self.peer, mechanism = mechanism.name(), username = %shown, "authentication failed"),

@@ -12,10 +12,10 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use bytes::BytesMut;
 use kafka_protocol::messages::{
-    ApiKey, ApiVersionsRequest, ApiVersionsResponse, MetadataRequest, RequestKind, ResponseKind,
-    SaslAuthenticateRequest, SaslHandshakeRequest,
+    ApiKey, ApiVersionsRequest, MetadataRequest, RequestKind, ResponseKind, SaslAuthenticateRequest,
+    SaslHandshakeRequest,
 };
-use kafka_protocol::protocol::{Decodable, StrBytes};
+use kafka_protocol::protocol::StrBytes;
 use ktb_protocol::apis;
 use ktb_protocol::client::{decode_response, encode_request};
 use ktb_protocol::frame::decode_frame;
@@ -27,9 +27,12 @@ use tokio::net::TcpStream;
 trait Stream: AsyncRead + AsyncWrite + Unpin + Send {}
 impl<T: AsyncRead + AsyncWrite + Unpin + Send> Stream for T {}
 
-/// The largest response frame the client accepts: no answer ktb asks for comes near it,
-/// and a non-Kafka peer (a TLS alert, an HTTP server) announces far more.
-const MAX_RESPONSE_BYTES: i32 = 64 << 20;
+/// The largest response frame the client accepts (T-LIMIT-7). The answers ktb asks for
+/// are small (Metadata for no topics, a few thousand tokens or users fit in well under a
+/// megabyte), a non-Kafka peer (a TLS alert, an HTTP server) announces far more, and the
+/// frame decoder reserves the announced size before the bytes arrive, so this is also
+/// what a hostile server can make the client allocate for a frame it never sends.
+const MAX_RESPONSE_BYTES: i32 = 8 << 20;
 
 /// The client id ktb sends.
 const CLIENT_ID: &str = "ktb-cli";
@@ -154,29 +157,35 @@ impl Client {
             let req = ApiVersionsRequest::default()
                 .with_client_software_name(StrBytes::from_static_str("ktb"))
                 .with_client_software_version(StrBytes::from_static_str(env!("CARGO_PKG_VERSION")));
-            self.send(ApiKey::ApiVersions, version, &req.into()).await?;
+            let id = self.send(ApiKey::ApiVersions, version, &req.into()).await?;
             let frame = self.read_frame().await?;
             // Every version's body starts with the error code after the 4-byte v0 header;
-            // UNSUPPORTED_VERSION comes as a v0 body whatever was asked (T-APIV-4).
-            let code = frame.get(4..6).map(|b| i16::from_be_bytes([b[0], b[1]]));
-            let resp = if code == Some(ktb_protocol::error_code::UNSUPPORTED_VERSION) {
-                ApiVersionsResponse::decode(&mut frame.slice(4..), 0)
-                    .map_err(|e| ClientError::Protocol(format!("bad ApiVersions answer: {e}")))?
-            } else {
-                match decode_response(ApiKey::ApiVersions, version, frame) {
-                    Ok((_, ResponseKind::ApiVersions(r))) => r,
-                    Ok(_) => return Err(ClientError::Protocol("unexpected answer to ApiVersions".into())),
-                    Err(e) => return Err(ClientError::Protocol(format!("bad ApiVersions answer: {e}"))),
+            // UNSUPPORTED_VERSION comes as a v0 body whatever was asked (T-APIV-4), and is
+            // decoded as v0 through the same guarded decoder (T-LIMIT-7).
+            let code = frame.get(4..6).and_then(|b| <[u8; 2]>::try_from(b).ok()).map(i16::from_be_bytes);
+            let body_version = if code == Some(ktb_protocol::error_code::UNSUPPORTED_VERSION) { 0 } else { version };
+            let resp = match decode_response(ApiKey::ApiVersions, body_version, frame) {
+                Ok((got, ResponseKind::ApiVersions(r))) if got == id => r,
+                Ok((got, ResponseKind::ApiVersions(_))) => {
+                    return Err(ClientError::Protocol(format!("answer {got} to request {id}")));
                 }
+                Ok(_) => return Err(ClientError::Protocol("unexpected answer to ApiVersions".into())),
+                Err(e) => return Err(ClientError::Protocol(format!("bad ApiVersions answer: {e}"))),
             };
             if resp.error_code == ktb_protocol::error_code::UNSUPPORTED_VERSION {
                 let max = resp.api_keys.iter().find(|k| k.api_key == ApiKey::ApiVersions as i16).map(|k| k.max_version);
                 match max {
-                    Some(m) if m < version => {
+                    Some(m) if (0..version).contains(&m) => {
                         version = m;
                         continue;
                     }
-                    _ => return Err(ClientError::Unsupported("ApiVersions".into())),
+                    // A refusal that names no lower version is a broken answer, not a
+                    // missing feature: exit 3 like any malformed answer (T-LIMIT-7).
+                    _ => {
+                        return Err(ClientError::Protocol(format!(
+                            "the ApiVersions v{version} refusal names no lower version ({max:?})"
+                        )));
+                    }
                 }
             }
             if resp.error_code != 0 {
@@ -185,7 +194,7 @@ impl Client {
             self.versions = resp.api_keys.iter().map(|k| (k.api_key, (k.min_version, k.max_version))).collect();
             return Ok(());
         }
-        Err(ClientError::Unsupported("ApiVersions".into()))
+        Err(ClientError::Protocol("ApiVersions refused at every version the server named".into()))
     }
 
     /// The highest version of `key` both sides support.
@@ -279,7 +288,7 @@ impl Client {
 
     async fn send(&mut self, key: ApiKey, version: i16, body: &RequestKind) -> Result<i32, ClientError> {
         let id = self.next_correlation;
-        self.next_correlation += 1;
+        self.next_correlation = self.next_correlation.wrapping_add(1);
         let frame = encode_request(key, version, id, CLIENT_ID, body)
             .map_err(|e| ClientError::Protocol(format!("cannot encode the request: {e}")))?;
         match tokio::time::timeout(self.timeout, self.stream.write_all(&frame)).await {

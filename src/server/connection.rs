@@ -6,22 +6,43 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::BytesMut;
+use kafka_protocol::messages::ApiKey;
 use kafka_protocol::messages::ResponseKind;
 use ktb_protocol::frame::{begin_frame, decode_frame, finish_frame};
-use ktb_protocol::request::{Request, parse_request};
+use ktb_protocol::request::{Request, parse_request_with};
 use ktb_protocol::response::{encode_response, encode_unsupported_api_versions};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::watch;
-use tracing::{debug, error};
+use tracing::{debug, error, info};
 
 use super::Broker;
+use super::limits::write_with_deadline;
 use crate::api::{self, Context};
 use crate::auth::sasl::{Action, Authenticator};
 use crate::config::{HostPort, SecurityProtocol};
 
+/// The bodies worth decoding before a connection has authenticated: the others get an
+/// error answer that needs only the header, so a large one costs no decoding (T-LIMIT-2).
+fn decoded_before_authentication(key: ApiKey) -> bool {
+    matches!(key, ApiKey::ApiVersions | ApiKey::SaslHandshake | ApiKey::SaslAuthenticate)
+}
+
+/// Waits until the token the connection logged in with is deleted (D-22); forever when
+/// it did not log in with a token.
+async fn revoked(signal: &mut Option<(String, watch::Receiver<bool>)>) {
+    match signal {
+        // A dropped sender means the broker's tokens are gone: treated as revoked.
+        Some((_, rx)) => {
+            let _ = rx.wait_for(|revoked| *revoked).await;
+        }
+        None => std::future::pending().await,
+    }
+}
+
 /// Serves one connection until the client leaves, it idles out (T-WIRE-5), it sends
-/// something that closes it, or the broker stops. Requests are handled one at a time in
-/// arrival order; frames a client pipelines wait in the read buffer (T-WIRE-4).
+/// something that closes it, its token is revoked (D-22), it stops taking its answers
+/// (T-LIMIT-3), or the broker stops. Requests are handled one at a time in arrival
+/// order; frames a client pipelines wait in the read buffer (T-WIRE-4).
 pub(super) async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
     broker: Arc<Broker>,
     endpoint: &HostPort,
@@ -31,6 +52,8 @@ pub(super) async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
     mut stop: watch::Receiver<bool>,
 ) {
     let idle = Duration::from_millis(broker.config.connections_max_idle_ms.max(1) as u64);
+    let write_deadline = idle.min(Duration::from_millis(broker.config.write_timeout_ms.max(1) as u64));
+    let mut revocation: Option<(String, watch::Receiver<bool>)> = None;
     let mut auth = match protocol {
         SecurityProtocol::Plaintext => Authenticator::plaintext(peer),
         SecurityProtocol::SaslPlaintext | SecurityProtocol::SaslSsl => Authenticator::sasl(peer),
@@ -50,6 +73,10 @@ pub(super) async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
             let read = tokio::select! {
                 r = tokio::time::timeout(idle, stream.read_buf(&mut buf)) => r,
                 _ = stop.wait_for(|s| *s) => return,
+                _ = revoked(&mut revocation) => {
+                    info!(%peer, "closing: the session's token was expired or deleted");
+                    return;
+                }
             };
             match read {
                 Err(_) => {
@@ -69,7 +96,8 @@ pub(super) async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
         let (action, header) = if auth.expects_raw() {
             (auth.on_raw(&broker, &frame).await, None)
         } else {
-            match parse_request(frame) {
+            let complete = auth.is_complete();
+            match parse_request_with(frame, |key| complete || decoded_before_authentication(key)) {
                 Ok(Request::UnsupportedApiVersions(header)) => {
                     (auth.on_unsupported_api_versions(&broker), Some(header))
                 }
@@ -89,12 +117,17 @@ pub(super) async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
                     };
                     (action, Some(header))
                 }
+                Ok(Request::Undecoded(header)) => (auth.on_undecoded(&header), Some(header)),
                 Err(e) => {
                     debug!(%peer, "closing: {e}");
                     return;
                 }
             }
         };
+        if !watch_token(&broker, &auth, &mut revocation) {
+            info!(%peer, "closing: the session's token was expired or deleted");
+            return;
+        }
 
         let encode = |resp: &ResponseKind| {
             header.as_ref().map(|h| encode_response(h.correlation_id, h.api_key, h.version, resp))
@@ -128,8 +161,9 @@ pub(super) async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
                     return;
                 }
             };
-            if let Err(e) = stream.write_all(&encoded).await {
-                debug!(%peer, "write failed: {e}");
+            if let Err(e) = write_with_deadline(&mut stream, &encoded, write_deadline).await {
+                // Returning drops the answer and the buffers with the connection.
+                debug!(%peer, "closing: {e}");
                 return;
             }
         }
@@ -138,4 +172,25 @@ pub(super) async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
             return;
         }
     }
+}
+
+/// Keeps `revocation` on the token the session logged in with (D-22): subscribed once per
+/// token, so a re-authentication with another token follows it. False when the token is
+/// already gone.
+fn watch_token(
+    broker: &Broker,
+    auth: &Authenticator,
+    revocation: &mut Option<(String, watch::Receiver<bool>)>,
+) -> bool {
+    let Some(id) = auth.session().token_id.as_deref() else {
+        *revocation = None;
+        return true;
+    };
+    if revocation.as_ref().is_some_and(|(watched, _)| watched == id) {
+        return true;
+    }
+    let rx = broker.tokens.revocation(id);
+    *revocation = Some((id.to_owned(), rx));
+    // A token deleted before the subscription sent its signal to nobody.
+    broker.tokens.live(id, broker.clock.now_ms()).is_some()
 }

@@ -6,6 +6,7 @@ use std::time::Duration;
 use tokio::sync::{Semaphore, mpsc, watch};
 use tracing::{debug, error};
 
+use super::limits::ConnectionQuotas;
 use super::{BoundListener, Broker, connection};
 
 /// Accepts connections until `stop` turns true. A permit from `permits` is taken
@@ -15,6 +16,7 @@ pub(super) async fn accept_loop(
     broker: Arc<Broker>,
     listener: BoundListener,
     permits: Arc<Semaphore>,
+    quotas: Arc<ConnectionQuotas>,
     mut stop: watch::Receiver<bool>,
     done: mpsc::Sender<()>,
 ) {
@@ -33,6 +35,13 @@ pub(super) async fn accept_loop(
         };
         match accepted {
             Ok((stream, peer)) => {
+                // T-LIMIT-5: at its address's limit a connection is closed at once, and
+                // its `max.connections` permit goes back with it.
+                let Some(ip_slot) = quotas.try_open(peer.ip()) else {
+                    debug!(%peer, listener = %listener.name, "closing: max.connections.per.ip reached");
+                    drop(stream);
+                    continue;
+                };
                 debug!(%peer, listener = %listener.name, "connection accepted");
                 let _ = stream.set_nodelay(true);
                 let (broker, advertised, stop, done) = (broker.clone(), advertised.clone(), stop.clone(), done.clone());
@@ -51,6 +60,7 @@ pub(super) async fn accept_loop(
                             }
                         }
                     }
+                    drop(ip_slot);
                     drop(permit);
                     drop(done);
                 });

@@ -2,6 +2,7 @@
 //! graceful shutdown.
 
 mod connection;
+pub mod limits;
 mod listener;
 
 use std::future::Future;
@@ -16,13 +17,14 @@ use tracing::{info, warn};
 use ktb_protocol::scram::{ScramCredential, ScramMechanism};
 
 use crate::auth::Principal;
+use crate::auth::kdf::KdfPool;
 use crate::auth::sasl::Identity;
 use crate::auth::users::{Alteration, Users};
 use crate::clock::{Clock, SystemClock};
 use crate::config::{Config, HostPort, SecurityProtocol, StoreKind};
 use crate::datadir::DataDir;
 use crate::store::{GroupCommit, SledStore, Store};
-use crate::tokens::{MasterSecret, TokenSettings, Tokens};
+use crate::tokens::{LoginKeys, MasterSecret, TokenSettings, Tokens};
 
 /// A reason the broker cannot start (exit code 2, T-LIFE-2).
 #[derive(Debug, thiserror::Error)]
@@ -59,16 +61,20 @@ pub struct Broker {
     pub commit: GroupCommit,
     /// The broker's notion of now.
     pub clock: Arc<dyn Clock>,
-    /// Per-process key for the fake salts of unknown users (T-SCRAM-8).
+    /// The data dir's key for the fake salts of unknown names and the salts of token
+    /// credentials (T-REVEAL-1).
     pub fake_salt_key: [u8; 32],
+    /// The bounded pool of client-triggered key derivations (T-LIMIT-6).
+    pub kdf: Arc<KdfPool>,
     /// The bootstrap user's generated password, when this start created it (T-ZERO-4).
     /// The caller prints it once and drops it.
     pub generated_admin_password: Option<String>,
     data_dir: DataDir,
 }
 
-/// Iterations for credentials ktb creates itself (T-ZERO-4).
-pub const BOOTSTRAP_ITERATIONS: u32 = 8192;
+/// Iterations for credentials ktb creates itself (D-26: the same as the fakes shown for
+/// unknown names, so neither tells the other apart, T-REVEAL-1).
+pub const BOOTSTRAP_ITERATIONS: u32 = ktb_protocol::scram::MIN_ITERATIONS;
 
 /// Random bytes from the OS, or a startup error.
 fn random_bytes<const N: usize>() -> Result<[u8; N], StartupError> {
@@ -103,11 +109,17 @@ impl Broker {
                 return Err(StartupError("ktb.store=etcd is not available in this build; use ktb.store=sled".into()));
             }
         };
+        // Files sled created with the process umask, or an earlier build left readable.
+        data_dir.make_private().map_err(|e| StartupError(e.0))?;
+        let fake_salt_key = data_dir.fake_salt_key().map_err(|e| StartupError(e.0))?;
+        let kdf = KdfPool::for_this_machine()
+            .map_err(|e| StartupError(format!("cannot start the key-derivation threads: {e}")))?;
         let users = Users::new(store.clone());
         let generated_admin_password = bootstrap_user(&config, &users, options.admin_password)?;
         let commit = GroupCommit::start(store.clone())
             .map_err(|e| StartupError(format!("cannot start the store's flusher thread: {e}")))?;
-        let tokens = open_tokens(&config, &data_dir, store.clone(), commit.clone(), options.clock.as_ref())?;
+        let logins = LoginKeys { kdf: kdf.clone(), salt_key: fake_salt_key };
+        let tokens = open_tokens(&config, &data_dir, store.clone(), commit.clone(), options.clock.as_ref(), logins)?;
         Ok(Broker {
             tokens: Arc::new(tokens),
             commit,
@@ -116,7 +128,8 @@ impl Broker {
             store,
             users,
             clock: options.clock,
-            fake_salt_key: random_bytes::<32>()?,
+            fake_salt_key,
+            kdf,
             generated_admin_password,
             data_dir,
         })
@@ -140,6 +153,7 @@ impl Broker {
                     principal: Principal::user(username),
                     token_authenticated: false,
                     token_expiry_ms: None,
+                    token_id: None,
                 }),
             ),
             // D-1: user credentials win; only then may the name be a token id.
@@ -161,6 +175,7 @@ impl Broker {
                     principal: login.details.owner,
                     token_authenticated: true,
                     token_expiry_ms: Some(login.details.expiry_ts),
+                    token_id: Some(login.details.token_id.clone()),
                 }),
             ),
             None => (None, None),
@@ -187,15 +202,23 @@ impl Broker {
         }
         let password = password.as_bytes().to_vec();
         let fake_salt = ktb_protocol::scram::fake_salt(&self.fake_salt_key, ScramMechanism::Sha512, username);
-        tokio::task::spawn_blocking(move || match found {
-            Some((m, c)) => c.verify_password(m, &password),
-            None => {
-                let _ = ScramMechanism::Sha512.salted_password(&password, &fake_salt, BOOTSTRAP_ITERATIONS);
+        let verified = self
+            .kdf
+            .run(move || match found {
+                Some((m, c)) => c.verify_password(m, &password),
+                None => {
+                    let _ = ScramMechanism::Sha512.salted_password(&password, &fake_salt, BOOTSTRAP_ITERATIONS);
+                    false
+                }
+            })
+            .await;
+        match verified {
+            Ok(ok) => ok,
+            Err(busy) => {
+                info!(user = %crate::logsafe::Untrusted(username), "PLAIN login refused: {busy}");
                 false
             }
-        })
-        .await
-        .unwrap_or(false)
+        }
     }
 
     /// True when `principal` is listed in `super.users`.
@@ -217,13 +240,14 @@ fn open_tokens(
     store: Arc<dyn Store>,
     commit: GroupCommit,
     clock: &dyn Clock,
+    logins: LoginKeys,
 ) -> Result<Tokens, StartupError> {
     let secret = MasterSecret::load(&config.token_secret, data_dir.path()).map_err(StartupError)?;
     if secret.is_none() {
         warn!("delegation.token.secret.key is empty: delegation tokens are disabled");
     }
     let store_err = |e: crate::store::StoreError| StartupError(format!("cannot load tokens: {e}"));
-    let tokens = Tokens::open(store, commit, secret, TokenSettings::from_config(config)).map_err(store_err)?;
+    let tokens = Tokens::open(store, commit, secret, TokenSettings::from_config(config), logins).map_err(store_err)?;
     let swept = tokens.sweep_at_startup(clock.now_ms()).map_err(store_err)?;
     info!(indexed = tokens.len(), swept, "tokens loaded");
     Ok(tokens)
@@ -247,9 +271,9 @@ fn bootstrap_user(config: &Config, users: &Users, password: Option<String>) -> R
     let changes: Vec<(String, Alteration)> =
         new_user_credentials(&password, BOOTSTRAP_ITERATIONS)?.into_iter().map(|a| (name.clone(), a)).collect();
     users.alter(&changes).map_err(store_err)?;
-    info!(user = %name, "created the bootstrap user (SCRAM-SHA-256 and SCRAM-SHA-512)");
+    info!(user = %crate::logsafe::Untrusted(name), "created the bootstrap user (SCRAM-SHA-256 and SCRAM-SHA-512)");
     if !config.super_users.contains(&Principal::user(name)) {
-        warn!(user = %name, "super.users does not list the bootstrap user; it cannot manage users");
+        warn!(user = %crate::logsafe::Untrusted(name), "super.users does not list the bootstrap user; it cannot manage users");
     }
     Ok(generated.then_some(password))
 }
@@ -332,13 +356,30 @@ impl Server {
         let (stop_tx, stop_rx) = watch::channel(false);
         // Each connection task holds a clone of `done_tx`; when all are gone, `done_rx` ends.
         let (done_tx, mut done_rx) = mpsc::channel::<()>(1);
-        let permits = Arc::new(Semaphore::new(broker.config.max_connections as usize));
+        let open_files = limits::open_file_limit();
+        let max_connections = limits::effective_max_connections(broker.config.max_connections, open_files);
+        info!(
+            max_connections,
+            configured = broker.config.max_connections,
+            open_file_limit = open_files,
+            max_connections_per_ip = broker.config.max_connections_per_ip,
+            "connection limits"
+        );
+        let (quotas, unresolved) = limits::ConnectionQuotas::new(
+            broker.config.max_connections_per_ip,
+            &broker.config.max_connections_per_ip_overrides,
+        );
+        for host in unresolved {
+            warn!(host = %host, "max.connections.per.ip.overrides: the host does not resolve; its override is ignored");
+        }
+        let permits = Arc::new(Semaphore::new(max_connections.min(Semaphore::MAX_PERMITS)));
         let mut accept_tasks = Vec::new();
         for l in listeners {
             accept_tasks.push(tokio::spawn(listener::accept_loop(
                 broker.clone(),
                 l,
                 permits.clone(),
+                quotas.clone(),
                 stop_rx.clone(),
                 done_tx.clone(),
             )));

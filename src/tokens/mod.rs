@@ -52,6 +52,9 @@ pub enum TokenError {
     /// The requester is neither owner nor renewer (63).
     #[error("not the token's owner or renewer")]
     OwnerMismatch,
+    /// A D-20 limit refused the request (42); the message names the limit for the log.
+    #[error("{0}")]
+    LimitExceeded(String),
     /// The store failed (−1).
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -66,6 +69,7 @@ impl TokenError {
             Self::NotFound => DELEGATION_TOKEN_NOT_FOUND,
             Self::Expired => DELEGATION_TOKEN_EXPIRED,
             Self::OwnerMismatch => DELEGATION_TOKEN_OWNER_MISMATCH,
+            Self::LimitExceeded(_) => INVALID_REQUEST,
             Self::Store(_) => UNKNOWN_SERVER_ERROR,
         }
     }
@@ -82,6 +86,10 @@ pub struct TokenSettings {
     pub hmac_alg: HmacAlgorithm,
     /// `ktb.token.superuser.manage` (D-13).
     pub superuser_manage: bool,
+    /// `ktb.token.max.renewers` (D-20).
+    pub max_renewers: usize,
+    /// `ktb.token.max.per.owner` (D-20).
+    pub max_per_owner: usize,
 }
 
 impl TokenSettings {
@@ -92,6 +100,8 @@ impl TokenSettings {
             expiry_time_ms: config.token_expiry_time_ms,
             hmac_alg: config.token_hmac_algorithm,
             superuser_manage: config.superuser_manage_tokens,
+            max_renewers: config.token_max_renewers,
+            max_per_owner: config.token_max_per_owner,
         }
     }
 }
@@ -158,6 +168,8 @@ struct Indexes {
     by_principal: HashMap<Principal, IdSet>,
     /// Tokens by expiry time (the sweep).
     by_expiry: BTreeSet<(i64, Id)>,
+    /// How many tokens each owner has (D-20's `ktb.token.max.per.owner`).
+    owned: HashMap<Principal, usize>,
 }
 
 impl Indexes {
@@ -167,6 +179,7 @@ impl Indexes {
     }
 
     fn add_principals(&mut self, t: &TokenDetails, id: &Id) {
+        *self.owned.entry(t.owner.clone()).or_default() += 1;
         for p in t.principals() {
             match self.by_principal.get_mut(p) {
                 Some(ids) => ids.insert(id.clone()),
@@ -176,6 +189,12 @@ impl Indexes {
     }
 
     fn remove(&mut self, t: &TokenDetails) {
+        if let Some(n) = self.owned.get_mut(&t.owner) {
+            *n -= 1;
+            if *n == 0 {
+                self.owned.remove(&t.owner);
+            }
+        }
         for p in t.principals() {
             if let Some(ids) = self.by_principal.get_mut(p) {
                 ids.remove(t.token_id.as_str());
@@ -195,6 +214,11 @@ impl Indexes {
     fn move_expiry(&mut self, old_expiry: i64, t: &TokenDetails) {
         let id = self.remove_expiry(old_expiry, &t.token_id).unwrap_or_else(|| Id::from(t.token_id.as_str()));
         self.by_expiry.insert((t.expiry_ts, id));
+    }
+
+    /// How many tokens `owner` owns.
+    fn owned_by(&self, owner: &Principal) -> usize {
+        self.owned.get(owner).copied().unwrap_or(0)
     }
 
     /// The ids of the tokens naming any of `principals`, each once, in id order.
@@ -221,6 +245,22 @@ pub struct Tokens {
     /// Serializes changes (T-CONC-1) and guards the indexes that go with them; held for
     /// microseconds, never across a flush.
     state: Mutex<Indexes>,
+    /// Key derivations of first token logins (T-LIMIT-6) and the key of their salts
+    /// (T-REVEAL-1).
+    logins: LoginKeys,
+    /// One signal per token that has sessions: set when the token is deleted, so its
+    /// connections close (D-22).
+    revocations: DashMap<String, tokio::sync::watch::Sender<bool>>,
+}
+
+/// What token logins need beyond the tokens: the pool their key derivations run on and
+/// the key their salts are derived from.
+#[derive(Clone)]
+pub struct LoginKeys {
+    /// The bounded key-derivation pool (T-LIMIT-6).
+    pub kdf: Arc<crate::auth::kdf::KdfPool>,
+    /// The fake-salt key of the data dir (T-REVEAL-1).
+    pub salt_key: [u8; 32],
 }
 
 /// A token found for a login: its credential and details.
@@ -239,10 +279,28 @@ impl Tokens {
         commit: GroupCommit,
         secret: Option<MasterSecret>,
         settings: TokenSettings,
+        logins: LoginKeys,
     ) -> Result<Tokens, StoreError> {
         remove_legacy_index_keys(store.as_ref())?;
         let (indexes, by_hmac) = load_indexes(store.as_ref(), secret.as_ref())?;
-        Ok(Tokens { store, commit, secret, settings, by_hmac, scram: DashMap::new(), state: Mutex::new(indexes) })
+        Ok(Tokens {
+            store,
+            commit,
+            secret,
+            settings,
+            by_hmac,
+            scram: DashMap::new(),
+            state: Mutex::new(indexes),
+            logins,
+            revocations: DashMap::new(),
+        })
+    }
+
+    /// A signal that turns true when token `id` is deleted (D-22). Connections that
+    /// logged in with the token watch it; check [`Tokens::live`] after subscribing, since a
+    /// token deleted just before has no signal left to send.
+    pub fn revocation(&self, id: &str) -> tokio::sync::watch::Receiver<bool> {
+        self.revocations.entry(id.to_owned()).or_insert_with(|| tokio::sync::watch::channel(false).0).subscribe()
     }
 
     /// True when a master secret is configured (T-ENABLE-1).
@@ -313,11 +371,19 @@ impl Tokens {
             self.by_hmac.remove(&index_key(self.hmac_of(secret, t).expose()));
         }
         self.forget_credentials(&t.token_id);
+        self.revoke_sessions(&t.token_id);
     }
 
     fn forget_credentials(&self, id: &str) {
         for m in [ScramMechanism::Sha256, ScramMechanism::Sha512] {
             self.scram.remove(&(id.to_owned(), m));
+        }
+    }
+
+    /// Ends the sessions of a deleted token (D-22).
+    fn revoke_sessions(&self, id: &str) {
+        if let Some((_, signal)) = self.revocations.remove(id) {
+            let _ = signal.send(true);
         }
     }
 
@@ -332,25 +398,42 @@ impl Tokens {
         now: i64,
     ) -> Result<(TokenDetails, Secret), TokenError> {
         let secret = self.secret()?;
+        if renewers.len() > self.settings.max_renewers {
+            return Err(TokenError::LimitExceeded(format!(
+                "{} renewers exceed ktb.token.max.renewers={}",
+                renewers.len(),
+                self.settings.max_renewers
+            )));
+        }
         let (issue_ts, max_ts, expiry_ts) = create_times(&self.settings, requested_max_lifetime_ms, now);
+        let mut t = TokenDetails {
+            token_id: crate::ids::random_kafka_id(),
+            owner,
+            requester,
+            renewers,
+            issue_ts,
+            max_ts,
+            expiry_ts,
+            hmac_alg: self.settings.hmac_alg,
+            key_id: String::new(),
+        };
+        // Everything that grows with the renewers is done before the lock (T-LIMIT-4).
+        let mut encoded = record::encode(&t);
         let (token, hmac) = {
             let mut indexes = self.lock();
-            let mut t = TokenDetails {
-                token_id: crate::ids::random_kafka_id(),
-                owner,
-                requester,
-                renewers,
-                issue_ts,
-                max_ts,
-                expiry_ts,
-                hmac_alg: self.settings.hmac_alg,
-                key_id: String::new(),
-            };
+            if indexes.owned_by(&t.owner) >= self.settings.max_per_owner {
+                return Err(TokenError::LimitExceeded(format!(
+                    "{} owns {} tokens, the most ktb.token.max.per.owner allows",
+                    t.owner.logged(),
+                    self.settings.max_per_owner
+                )));
+            }
             self.commit.note_write();
             // A fresh id never names a stored token; `put_new` makes sure of it in the
-            // same step as the write.
-            while !self.store.put_new(&token_key(&t.token_id), record::encode(&t))? {
+            // same step as the write (the id is in the key, not the record).
+            while !self.store.put_new(&token_key(&t.token_id), std::mem::take(&mut encoded))? {
                 t.token_id = crate::ids::random_kafka_id();
+                encoded = record::encode(&t);
             }
             // Indexed together with the write, under the same lock, so every later sweep
             // or delete of the token also removes its index entries.
@@ -401,7 +484,7 @@ impl Tokens {
             t
         };
         self.commit.durable().await?;
-        info!(token_id = %token.token_id, owner = %token.owner, by = %requester, expiry_timestamp_ms = token.expiry_ts, "token renewed");
+        info!(token_id = %token.token_id, owner = %token.owner.logged(), by = %requester.logged(), expiry_timestamp_ms = token.expiry_ts, "token renewed");
         Ok(token.expiry_ts)
     }
 
@@ -443,7 +526,7 @@ impl Tokens {
         };
         self.commit.durable().await?;
         let what = if deleted { "token expired and deleted" } else { "token expiry changed" };
-        info!(token_id = %token.token_id, owner = %token.owner, by = %requester, expiry_timestamp_ms = token.expiry_ts, "{what}");
+        info!(token_id = %token.token_id, owner = %token.owner.logged(), by = %requester.logged(), expiry_timestamp_ms = token.expiry_ts, "{what}");
         Ok(token.expiry_ts)
     }
 
@@ -466,12 +549,16 @@ impl Tokens {
                 .map(|(k, v)| record::decode(&String::from_utf8_lossy(&k[TOKEN_PREFIX.len()..]), &v))
                 .collect::<Result<_, _>>()?,
             None => self.naming(std::slice::from_ref(requester))?,
-            Some(owners) => self
-                .naming(owners)?
-                .into_iter()
-                .filter(|t| owners.iter().any(|o| t.owner_or_renewer(o)))
-                .filter(|t| super_user || t.owner_or_renewer(requester))
-                .collect(),
+            Some(owners) => {
+                // A set: many owners cost one pass over each token's principals (T-LIMIT-1).
+                let wanted: HashSet<&Principal> = owners.iter().collect();
+                let distinct: Vec<Principal> = wanted.iter().map(|p| (*p).clone()).collect();
+                self.naming(&distinct)?
+                    .into_iter()
+                    .filter(|t| t.principals().iter().any(|p| wanted.contains(p)))
+                    .filter(|t| super_user || t.owner_or_renewer(requester))
+                    .collect()
+            }
         };
         self.commit.settled().await?;
         found.sort_by(|a, b| (a.issue_ts, &a.token_id).cmp(&(b.issue_ts, &b.token_id)));
@@ -532,13 +619,21 @@ impl Tokens {
             return Some(TokenLogin { credential: (**c).clone(), details });
         }
         let password = STANDARD.encode(self.hmac_of(secret, &details).expose());
-        let mut salt = vec![0u8; 16];
-        getrandom::fill(&mut salt).ok()?;
-        let derived = tokio::task::spawn_blocking(move || {
-            ScramCredential::from_password(mech, password.as_bytes(), salt, MIN_ITERATIONS)
-        })
-        .await
-        .ok()?;
+        // The salt a fake for this name would show, so a token's server-first looks the
+        // same live, expired or unknown, and across restarts (T-REVEAL-1).
+        let salt = ktb_protocol::scram::fake_salt(&self.logins.salt_key, mech, token_id);
+        let derived = match self
+            .logins
+            .kdf
+            .run(move || ScramCredential::from_password(mech, password.as_bytes(), salt, MIN_ITERATIONS))
+            .await
+        {
+            Ok(derived) => derived,
+            Err(busy) => {
+                info!(token_id = %crate::logsafe::Untrusted(token_id), "token login refused: {busy}");
+                return None;
+            }
+        };
         self.scram.insert(key.clone(), Arc::new(derived.clone()));
         // A token deleted while its credential was derived must not leave it cached.
         if !matches!(self.get(token_id), Ok(Some(_))) {
@@ -618,8 +713,8 @@ impl Tokens {
 fn log_event(t: &TokenDetails, event: &str) {
     info!(
         token_id = %t.token_id,
-        owner = %t.owner,
-        requester = %t.requester,
+        owner = %t.owner.logged(),
+        requester = %t.requester.logged(),
         expiry_timestamp_ms = t.expiry_ts,
         max_timestamp_ms = t.max_ts,
         "{event}"
@@ -758,7 +853,8 @@ mod tests {
         let flaky = Arc::new(FlakyStore { inner: SledStore::open(tmp.path()).unwrap(), fail_flush: false.into() });
         let store: Arc<dyn Store> = flaky.clone();
         let tokens =
-            Tokens::open(store.clone(), GroupCommit::start(store).unwrap(), Some(MasterSecret::new("s")), S).unwrap();
+            Tokens::open(store.clone(), GroupCommit::start(store).unwrap(), Some(MasterSecret::new("s")), S, keys())
+                .unwrap();
         let alice = Principal::user("alice");
         tokens.create(alice.clone(), alice.clone(), vec![], -1, 1_000).await.unwrap();
         flaky.fail_flush.store(true, Ordering::SeqCst);
@@ -769,6 +865,10 @@ mod tests {
         assert_eq!(tokens.describe(None, &alice, true).await.unwrap().len(), 1, "nor listed");
         tokens.create(alice.clone(), alice.clone(), vec![], -1, 1_000).await.unwrap();
         assert_eq!(tokens.describe(None, &alice, false).await.unwrap().len(), 2);
+    }
+
+    fn keys() -> LoginKeys {
+        LoginKeys { kdf: crate::auth::kdf::KdfPool::start(1, 8).unwrap(), salt_key: [3; 32] }
     }
 
     fn token(id: &str, owner: &str, renewers: &[&str], expiry_ts: i64) -> TokenDetails {
@@ -828,9 +928,14 @@ mod tests {
                 Op::Put(b"usr/other".to_vec(), b"kept".to_vec()),
             ])
             .unwrap();
-        let tokens =
-            Tokens::open(store.clone(), GroupCommit::start(store.clone()).unwrap(), Some(MasterSecret::new("s")), S)
-                .unwrap();
+        let tokens = Tokens::open(
+            store.clone(),
+            GroupCommit::start(store.clone()).unwrap(),
+            Some(MasterSecret::new("s")),
+            S,
+            keys(),
+        )
+        .unwrap();
         assert_eq!(tokens.len(), 1);
         let found = tokens.describe(Some(&[Principal::user("bob")]), &Principal::user("bob"), false).await.unwrap();
         assert_eq!(found.into_iter().map(|(t, _)| t).collect::<Vec<_>>(), [t]);
@@ -843,6 +948,8 @@ mod tests {
         expiry_time_ms: 86_400_000,
         hmac_alg: HmacAlgorithm::Sha1,
         superuser_manage: false,
+        max_renewers: 64,
+        max_per_owner: 10_000,
     };
 
     /// T-CREATE-2, T-CREATE-3: lifetimes, clamps and saturation.

@@ -54,15 +54,15 @@ impl TokenDetails {
         self.owner == *p || self.renewers.contains(p)
     }
 
-    /// The principals the token names, each once.
+    /// The principals the token names, each once, in order of first appearance; linear
+    /// in the renewers (T-LIMIT-4).
     pub fn principals(&self) -> Vec<&Principal> {
-        let mut out = vec![&self.owner];
-        for p in std::iter::once(&self.requester).chain(&self.renewers) {
-            if !out.contains(&p) {
-                out.push(p);
-            }
-        }
-        out
+        let mut seen = std::collections::HashSet::with_capacity(2 + self.renewers.len());
+        std::iter::once(&self.owner)
+            .chain(std::iter::once(&self.requester))
+            .chain(&self.renewers)
+            .filter(|p| seen.insert(*p))
+            .collect()
     }
 }
 

@@ -301,7 +301,20 @@ impl KtbProcess {
     /// KTB_* environment), waiting until it listens or exits.
     pub fn start(cwd: &Path, args: &[&str], env: &[(&str, &str)]) -> KtbProcess {
         let mut cmd = Command::new(ktb_bin());
-        cmd.arg("serve").args(args).current_dir(cwd).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+        cmd.arg("serve").args(args);
+        Self::spawn(cmd, cwd, env)
+    }
+
+    /// Starts `ktb serve` through `sh -c "SHELL_PREFIX; exec ktb serve"`, for limits such
+    /// as `ulimit -n` that only a shell sets.
+    pub fn start_in_shell(cwd: &Path, shell_prefix: &str, env: &[(&str, &str)]) -> KtbProcess {
+        let mut cmd = Command::new("sh");
+        cmd.arg("-c").arg(format!("{shell_prefix}; exec \"$0\" serve")).arg(ktb_bin());
+        Self::spawn(cmd, cwd, env)
+    }
+
+    fn spawn(mut cmd: Command, cwd: &Path, env: &[(&str, &str)]) -> KtbProcess {
+        cmd.current_dir(cwd).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
         for (k, _) in std::env::vars().filter(|(k, _)| k.starts_with("KTB_")) {
             cmd.env_remove(k);
         }

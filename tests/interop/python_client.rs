@@ -81,7 +81,7 @@ fn kafka_python_user_credential_apis() {
     let v = run(&addr, "SCRAM-SHA-512", "admin", "py-admin-secret", "users");
     assert_eq!(v["altered"], serde_json::json!({"py-user": null}), "{v}");
     assert_eq!(v["users"]["py-user"], serde_json::json!([[1, 8192]]), "{v}");
-    assert_eq!(v["users"]["admin"], serde_json::json!([[1, 8192], [2, 8192]]), "{v}");
+    assert_eq!(v["users"]["admin"], serde_json::json!([[1, 4096], [2, 4096]]), "{v}: D-26");
     let v = run(&addr, "SCRAM-SHA-256", "py-user", "py-password", "metadata");
     assert_eq!(v["controller_id"], 1, "{v}");
     assert_eq!(v["authorized_operations"], serde_json::json!([]), "not a super user: {v}");
