@@ -7,6 +7,7 @@ use bytes::{Bytes, BytesMut};
 use kafka_protocol::messages::{ApiKey, RequestHeader, ResponseHeader, ResponseKind};
 use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
 
+use crate::response_guard::check_response_array_lengths;
 use crate::{apis, frame};
 
 /// A request or response that the codec could not handle.
@@ -42,9 +43,15 @@ pub fn encode_request(
 }
 
 /// Decodes a response frame (without its size prefix) into its correlation id and body.
+///
+/// The body's array counts are checked against its length first (T-LIMIT-7): the codec
+/// reserves room for a count before reading it, so a hostile server could otherwise make
+/// the caller abort on a failed allocation.
 pub fn decode_response(key: ApiKey, version: i16, mut frame: Bytes) -> Result<(i32, ResponseKind), CodecError> {
     let err = |e: anyhow::Error| CodecError { key, version, reason: e.to_string() };
     let header = ResponseHeader::decode(&mut frame, apis::response_header_version(key, version)).map_err(err)?;
-    let body = ResponseKind::decode(key, &mut frame, apis::body_version(key, version)).map_err(err)?;
+    let body_version = apis::body_version(key, version);
+    check_response_array_lengths(key, body_version, &frame).map_err(|e| err(e.into()))?;
+    let body = ResponseKind::decode(key, &mut frame, body_version).map_err(err)?;
     Ok((header.correlation_id, body))
 }

@@ -6,11 +6,12 @@
 //! aborts the process. Each element of every array the broker decodes takes at least a
 //! known number of bytes on the wire, so a count that needs more bytes than the frame
 //! has left is refused here. The walk below covers exactly the arrays of the request
-//! bodies the broker decodes; all other fields are left to the codec.
+//! bodies the broker decodes; all other fields are left to the codec. The same reader
+//! walks the responses the `ktb` client decodes (`response_guard`).
 
 use kafka_protocol::messages::ApiKey;
 
-/// A request body announced more array elements than its bytes can hold.
+/// A request or response body announced more array elements than its bytes can hold.
 #[derive(Debug, thiserror::Error)]
 #[error("array length {count} cannot fit in the {remaining} bytes left")]
 pub struct ImplausibleLength {
@@ -18,20 +19,37 @@ pub struct ImplausibleLength {
     remaining: usize,
 }
 
-struct Reader<'a> {
+/// A cursor over a body that reads lengths exactly as the codec does.
+pub(crate) struct Reader<'a> {
     buf: &'a [u8],
 }
 
 /// Returned when the walk runs past the end; the codec will report the real error.
-struct Truncated;
+pub(crate) struct Truncated;
 
 impl<'a> Reader<'a> {
-    fn skip(&mut self, n: usize) -> Result<(), Truncated> {
+    pub(crate) fn new(buf: &'a [u8]) -> Self {
+        Reader { buf }
+    }
+
+    #[cfg(test)]
+    pub(crate) fn remaining(&self) -> usize {
+        self.buf.len()
+    }
+
+    pub(crate) fn skip(&mut self, n: usize) -> Result<(), Truncated> {
         if self.buf.len() < n {
             return Err(Truncated);
         }
         self.buf = &self.buf[n..];
         Ok(())
+    }
+
+    fn i16(&mut self) -> Result<i16, Truncated> {
+        let b = self.buf.get(..2).ok_or(Truncated)?;
+        let v = i16::from_be_bytes([b[0], b[1]]);
+        self.buf = &self.buf[2..];
+        Ok(v)
     }
 
     fn i32(&mut self) -> Result<i32, Truncated> {
@@ -44,7 +62,7 @@ impl<'a> Reader<'a> {
     /// An unsigned varint read exactly as the codec reads it: at most five bytes, the
     /// fifth ending the number whatever its continuation bit, bits past 32 dropped. A
     /// stricter reading here would let through counts the codec then believes.
-    fn uvarint(&mut self) -> Result<u64, Truncated> {
+    pub(crate) fn uvarint(&mut self) -> Result<u64, Truncated> {
         let mut value = 0u32;
         for i in 0..5 {
             let (&b, rest) = self.buf.split_first().ok_or(Truncated)?;
@@ -57,12 +75,32 @@ impl<'a> Reader<'a> {
         Ok(u64::from(value))
     }
 
-    fn compact_string(&mut self) -> Result<(), Truncated> {
+    /// A compact string or compact bytes field; 0 is null.
+    pub(crate) fn compact_string(&mut self) -> Result<(), Truncated> {
         let n = self.uvarint()?;
         self.skip(n.saturating_sub(1) as usize)
     }
 
-    fn tagged_fields(&mut self) -> Result<(), Truncated> {
+    /// A string (i16 length) or, when `flexible`, a compact string; null takes no bytes.
+    pub(crate) fn string(&mut self, flexible: bool) -> Result<(), Truncated> {
+        if flexible {
+            return self.compact_string();
+        }
+        // -1 is null; other negative lengths are the codec's error to report.
+        let n = self.i16()?.max(0);
+        self.skip(n as usize)
+    }
+
+    /// A bytes field (i32 length) or, when `flexible`, compact bytes.
+    pub(crate) fn bytes(&mut self, flexible: bool) -> Result<(), Truncated> {
+        if flexible {
+            return self.compact_string();
+        }
+        let n = self.i32()?.max(0);
+        self.skip(n as usize)
+    }
+
+    pub(crate) fn tagged_fields(&mut self) -> Result<(), Truncated> {
         for _ in 0..self.uvarint()? {
             self.uvarint()?;
             let size = self.uvarint()?;
@@ -72,7 +110,11 @@ impl<'a> Reader<'a> {
     }
 
     /// Reads an array's element count and checks it against the bytes left.
-    fn array(&mut self, flexible: bool, min_element: usize) -> Result<Result<u64, ImplausibleLength>, Truncated> {
+    pub(crate) fn array(
+        &mut self,
+        flexible: bool,
+        min_element: usize,
+    ) -> Result<Result<u64, ImplausibleLength>, Truncated> {
         let count = if flexible {
             self.uvarint()?.saturating_sub(1)
         } else {

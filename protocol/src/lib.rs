@@ -14,6 +14,7 @@ mod guard;
 pub mod plain;
 pub mod request;
 pub mod response;
+mod response_guard;
 pub mod scram;
 
 pub use kafka_protocol;
