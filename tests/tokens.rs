@@ -379,3 +379,29 @@ async fn t_conc_1_racing_changes_are_linearizable() {
     listed.sort();
     assert_eq!(listed, created);
 }
+
+/// D-20: `ktb.token.max.per.owner` counts the tokens an owner has; past it Create answers
+/// 42 (after the gate and authorization) and nothing is stored; once one of them is
+/// deleted the owner may create again. `ktb.token.max.renewers` refuses a longer list.
+#[tokio::test]
+async fn d_20_tokens_per_owner_and_renewers_are_limited() {
+    let (b, _clock) = setup(&[("ktb.token.max.per.owner", "2"), ("ktb.token.max.renewers", "1")]).await;
+    let mut alice = login(&b, "alice").await;
+    let first = create(&mut alice, 3, None, &[("User", "bob")], -1).await;
+    assert_eq!(first.error_code, NONE);
+    assert_eq!(create(&mut alice, 3, None, &[], -1).await.error_code, NONE);
+    assert_eq!(create(&mut alice, 3, None, &[], -1).await.error_code, INVALID_REQUEST, "a third token");
+    let mut bob = login(&b, "bob").await;
+    assert_eq!(create(&mut bob, 3, None, &[], -1).await.error_code, NONE, "other owners are not affected");
+    assert_eq!(
+        create(&mut bob, 3, None, &[("User", "alice"), ("User", "carol")], -1).await.error_code,
+        INVALID_REQUEST,
+        "two renewers"
+    );
+    // A super user creating for alice counts against her limit too.
+    let mut admin = login(&b, "admin").await;
+    assert_eq!(create(&mut admin, 3, Some(("User", "alice")), &[], -1).await.error_code, INVALID_REQUEST);
+    assert_eq!(ids(&describe(&mut alice, 3, None).await).len(), 2, "nothing stored past the limit");
+    assert_eq!(expire(&mut alice, 2, &first.hmac, -1).await.error_code, NONE);
+    assert_eq!(create(&mut alice, 3, None, &[], -1).await.error_code, NONE, "room again after a deletion");
+}

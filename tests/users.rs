@@ -369,3 +369,21 @@ async fn t_zero_4_offline_user_add() {
     let mut c = TestClient::connect(addr).await;
     assert_eq!(c.scram_login(ScramMechanism::Sha512, "ops", &generated, false).await.error_code, 58, "256 only");
 }
+
+/// §9.7 (T-LIMIT-1): alterations past `ktb.user.max.alterations.per.request` get 42 each and
+/// change nothing for their user; the ones within the limit are applied.
+#[tokio::test]
+async fn t_limit_1_alterations_past_the_limit_are_42() {
+    let broker = TestBroker::start_sasl(&[("ktb.user.max.alterations.per.request", "3")]).await;
+    let mut c = admin(&broker).await;
+    let pw = salted(ScramMechanism::Sha256, "pw");
+    let names = ["u1", "u2", "u3", "u4", "u5"];
+    let req = AlterUserScramCredentialsRequest::default()
+        .with_upsertions(names.iter().map(|n| upsert(n, 1, 8192, b"0123456789abcdef", &pw)).collect());
+    let results = alter(&mut c, req).await;
+    let codes: Vec<(&str, i16)> = results.iter().map(|(u, code, _)| (u.as_str(), *code)).collect();
+    assert_eq!(codes, [("u1", 0), ("u2", 0), ("u3", 0), ("u4", 42), ("u5", 42)]);
+    let listed = describe(&mut c, None).await;
+    let users: Vec<&str> = listed.results.iter().map(|r| r.user.as_str()).collect();
+    assert_eq!(users, ["admin", "u1", "u2", "u3"], "nothing stored past the limit");
+}

@@ -14,6 +14,9 @@ use crate::auth::users::Alteration;
 
 type Failure = (i16, &'static str);
 
+/// The message of an alteration past `ktb.user.max.alterations.per.request`.
+const TOO_MANY_ALTERATIONS: &str = "Too many alterations in one request (ktb.user.max.alterations.per.request)";
+
 /// Validates and applies a super user's alterations (T-USER-7, T-USER-8): first every
 /// deletion, then every upsertion, in request order; at most one alteration per user;
 /// all valid ones applied atomically and durably; one result per distinct user, sorted.
@@ -21,7 +24,17 @@ pub async fn handle(ctx: &Context<'_>, req: &AlterUserScramCredentialsRequest) -
     let users = &ctx.broker.users;
     let mut errors: BTreeMap<String, Failure> = BTreeMap::new();
     let mut pending: BTreeMap<String, Alteration> = BTreeMap::new();
+    // §9.7: alterations past `ktb.user.max.alterations.per.request` get 42 each, and their
+    // user nothing else, so a huge request costs no store reads.
+    let max = ctx.broker.config.user_max_alterations_per_request;
+    let mut considered = 0usize;
     let mut consider = |name: &str, check: &dyn Fn() -> Result<Alteration, Failure>| {
+        considered += 1;
+        if considered > max {
+            pending.remove(name);
+            errors.insert(name.to_owned(), (error_code::INVALID_REQUEST, TOO_MANY_ALTERATIONS));
+            return;
+        }
         if errors.contains_key(name) {
             return;
         }
@@ -83,6 +96,10 @@ pub async fn handle(ctx: &Context<'_>, req: &AlterUserScramCredentialsRequest) -
         });
     }
 
+    let extra = (req.deletions.len() + req.upsertions.len()).saturating_sub(max);
+    if extra > 0 {
+        info!(by = %ctx.principal().logged(), extra, max, "user alterations refused: ktb.user.max.alterations.per.request");
+    }
     let changes: Vec<(String, Alteration)> = pending.iter().map(|(n, a)| (n.clone(), a.clone())).collect();
     if let Err(e) = users.alter_shared_flush(&changes, &ctx.broker.commit).await {
         tracing::error!("cannot store user credentials: {e}");
@@ -96,7 +113,12 @@ pub async fn handle(ctx: &Context<'_>, req: &AlterUserScramCredentialsRequest) -
                 Alteration::Delete(m) => ("deleted", m),
                 Alteration::Upsert(m, _) => ("upserted", m),
             };
-            info!(user = %name, mechanism = m.name(), by = %ctx.principal(), "user credential {op}");
+            info!(
+                user = %crate::logsafe::Untrusted(name),
+                mechanism = m.name(),
+                by = %ctx.principal().logged(),
+                "user credential {op}"
+            );
         }
         results.insert(name.clone(), outcome);
     }
