@@ -9,6 +9,7 @@ mod common;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
 use common::token_api::{create, expire};
 use common::{KtbProcess, TestClient, add_user, token_password};
 use kafka_protocol::messages::create_delegation_token_request::CreatableRenewers;
@@ -239,32 +240,59 @@ async fn t_limit_3_stalled_reader_is_closed() {
     assert!(total < SENT * 700_000, "the broker stopped writing ({total} bytes read)");
 }
 
-/// T-LIMIT-1, D-21: a 1 MiB Metadata v1 of empty topic names, on a PLAINTEXT listener
-/// with no login, is answered with one topic, and the broker's peak memory grows by a
-/// bounded multiple of the frame limit.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn t_limit_1_duplicate_metadata_topics_cost_bounded_memory() {
-    let cwd = tempfile::tempdir().unwrap();
-    let b = start(cwd.path(), &[]);
-    let n = (MIB as usize - 64) / 2;
-    let topics: Vec<MetadataRequestTopic> =
-        (0..n).map(|_| MetadataRequestTopic::default().with_name(Some(TopicName(s(""))))).collect();
-    let body: RequestKind = MetadataRequest::default().with_topics(Some(topics)).into();
-    let frame = encode_request(ApiKey::Metadata, 1, 1, "x", &body).unwrap();
-    assert!(frame.len() as u64 <= MIB + 4);
-    let mut c = TestClient::connect(b.plain).await;
+/// The peak resident-memory growth of the broker while it answers `frame` on a fresh
+/// connection to `addr`, and the answer.
+async fn peak_growth(b: &Broker, addr: SocketAddr, frame: &[u8]) -> (u64, Bytes) {
+    let mut c = TestClient::connect(addr).await;
     c.call(ApiKey::ApiVersions, 3, ApiVersionsRequest::default().into()).await;
     let (_, hwm_before) = memory(b.p.child.id());
-    c.send_raw(&frame).await;
+    c.send_raw(frame).await;
     let answer = c.read_frame().await.expect("an answer");
-    let (_, r) = ktb_protocol::client::decode_response(ApiKey::Metadata, 1, answer).unwrap();
-    let ResponseKind::Metadata(r) = r else { panic!() };
-    assert_eq!(r.topics.len(), 1, "duplicates collapsed");
     let (_, hwm_after) = memory(b.p.child.id());
-    let grown = hwm_after - hwm_before;
-    println!("1 MiB Metadata of {n} empty names: peak RSS +{} KiB", grown / 1024);
-    assert!(grown < 64 * MIB, "peak grew by {grown} bytes");
+    (hwm_after - hwm_before, answer)
+}
+
+/// T-LIMIT-1, D-21: 1 MiB Metadata requests on a PLAINTEXT listener with no login —
+/// empty names (all duplicates, at v1 and v9) and then distinct short names — are answered
+/// (one entry per distinct topic) while the broker's peak memory grows by less than
+/// 16 × the frame + 64 KiB. Each request runs on a fresh broker, since the peak only rises.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn t_limit_1_metadata_requests_cost_bounded_memory() {
+    let names = |n: usize, distinct: bool| -> Vec<MetadataRequestTopic> {
+        (0..n)
+            .map(|i| {
+                let name = if distinct { format!("{i:x}") } else { String::new() };
+                MetadataRequestTopic::default().with_name(Some(TopicName(s(&name))))
+            })
+            .collect()
+    };
+    // v1: 2 bytes per empty name; v9: 2 bytes (compact length, tags); distinct hex names
+    // of up to 5 characters in v1: about 7 bytes each.
+    let cases = [(1i16, names((MIB as usize - 64) / 2, false), 1usize), (9, names((MIB as usize - 64) / 2, false), 1)];
+    let distinct_n = 150_000;
+    let cases = cases.into_iter().chain([(1i16, names(distinct_n, true), distinct_n)]);
+    for (version, topics, expected) in cases {
+        let cwd = tempfile::tempdir().unwrap();
+        let b = start(cwd.path(), &[]);
+        let body: RequestKind = MetadataRequest::default().with_topics(Some(topics)).into();
+        let frame = encode_request(ApiKey::Metadata, version, 1, "x", &body).unwrap();
+        assert!(frame.len() as u64 <= MIB + 4, "{}", frame.len());
+        let (grown, answer) = peak_growth(&b, b.plain, &frame).await;
+        let (_, r) = ktb_protocol::client::decode_response(ApiKey::Metadata, version, answer).unwrap();
+        let ResponseKind::Metadata(r) = r else { panic!() };
+        assert_eq!(r.topics.len(), expected, "one answer per distinct topic");
+        let bound = 16 * frame.len() as u64 + 64 * 1024;
+        println!(
+            "Metadata v{version}, {} KiB frame, {expected} distinct topics: peak RSS +{} KiB (bound {} KiB)",
+            frame.len() / 1024,
+            grown / 1024,
+            bound / 1024
+        );
+        assert!(grown < bound, "peak grew by {grown} bytes, over {bound}");
+    }
     // A frame over the new default limit closes the connection without an answer.
+    let cwd = tempfile::tempdir().unwrap();
+    let b = start(cwd.path(), &[]);
     let mut c = TestClient::connect(b.plain).await;
     c.send_raw(&(2 * MIB as i32).to_be_bytes()).await;
     assert!(c.closed_without_response().await, "D-21");

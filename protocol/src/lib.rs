@@ -11,6 +11,7 @@ pub mod client;
 pub mod error_code;
 pub mod frame;
 mod guard;
+pub mod metadata;
 pub mod plain;
 pub mod request;
 pub mod response;

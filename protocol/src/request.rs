@@ -6,6 +6,7 @@ use kafka_protocol::protocol::Decodable;
 
 use crate::apis;
 use crate::guard::check_array_lengths;
+use crate::metadata::MetadataTopics;
 
 /// The parts of a request header the broker uses.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -28,6 +29,9 @@ pub enum Request {
     /// A served API at a served version with a body that decoded. Boxed: the largest
     /// request type dwarfs the rest of the enum.
     Api(Header, Box<RequestKind>),
+    /// A Metadata request: its fields without the topics, and the topics read in place
+    /// (T-LIMIT-1: see [`crate::metadata`]). Metadata never comes as [`Request::Api`].
+    Metadata(Header, Box<kafka_protocol::messages::MetadataRequest>, MetadataTopics),
     /// A served API at a served version whose body the caller chose not to decode (a
     /// connection that has not authenticated gets an error answer that needs no body,
     /// T-LIMIT-2).
@@ -107,6 +111,10 @@ pub fn parse_request_with(mut frame: Bytes, decode_body: impl Fn(ApiKey) -> bool
     let body_version = apis::body_version(key, version);
     let body_err = |reason: String| RequestError::Body { key, version, reason };
     check_array_lengths(key, body_version, frame.chunk()).map_err(|e| body_err(e.to_string()))?;
+    if key == ApiKey::Metadata {
+        let (req, topics) = MetadataTopics::parse(body_version, frame).map_err(|e| body_err(e.to_string()))?;
+        return Ok(Request::Metadata(header, Box::new(req), topics));
+    }
     // T-WIRE-12: bytes left after a body that decoded are ignored.
     let body = RequestKind::decode(key, &mut frame, body_version).map_err(|e| body_err(e.to_string()))?;
     Ok(Request::Api(header, Box::new(body)))

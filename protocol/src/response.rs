@@ -2,9 +2,10 @@
 
 use bytes::BytesMut;
 use kafka_protocol::messages::api_versions_response::ApiVersion;
-use kafka_protocol::messages::{ApiKey, ApiVersionsResponse, ResponseHeader, ResponseKind};
+use kafka_protocol::messages::{ApiKey, ApiVersionsResponse, MetadataResponse, ResponseHeader, ResponseKind};
 use kafka_protocol::protocol::Encodable;
 
+use crate::metadata::UnknownTopics;
 use crate::{apis, error_code, frame};
 
 /// A response the codec could not encode: a broker bug, never a client's fault.
@@ -33,6 +34,34 @@ pub fn encode_response(
     body.encode(&mut buf, apis::body_version(key, version)).map_err(err)?;
     frame::finish_frame(&mut buf, start);
     Ok(buf)
+}
+
+/// Encodes a Metadata answer: `resp` (without topics) through the codec, with the
+/// topics array `topics` writes in place of its empty one (T-LIMIT-1).
+pub fn encode_metadata_response(
+    correlation_id: i32,
+    version: i16,
+    resp: &MetadataResponse,
+    topics: &UnknownTopics<'_>,
+) -> Result<BytesMut, EncodeError> {
+    let body_version = apis::body_version(ApiKey::Metadata, version);
+    let empty = encode_response(correlation_id, ApiKey::Metadata, version, &ResponseKind::Metadata(resp.clone()))?;
+    let empty_array = if body_version >= 9 { 1 } else { 4 };
+    let tail = crate::metadata::bytes_after_topics(body_version);
+    let Some(head) = empty.len().checked_sub(tail + empty_array).filter(|_| resp.topics.is_empty()) else {
+        return Err(EncodeError {
+            key: ApiKey::Metadata,
+            version,
+            reason: "a Metadata answer to splice must have no topics".into(),
+        });
+    };
+    let mut out = BytesMut::with_capacity(empty.len());
+    out.extend_from_slice(&empty[..head]);
+    topics.encode(body_version, &mut out);
+    out.extend_from_slice(&empty[empty.len() - tail..]);
+    let size = (out.len() - 4) as i32;
+    out[..4].copy_from_slice(&size.to_be_bytes());
+    Ok(out)
 }
 
 /// The answer to ApiVersions at an unknown version: a v0 body with error 35 listing only

@@ -1,9 +1,10 @@
 //! Metadata (key 3), versions 0–12, for a broker with no topics (T-META-1..3, D-18).
 
-use kafka_protocol::messages::metadata_response::{MetadataResponseBroker, MetadataResponseTopic};
+use kafka_protocol::messages::metadata_response::MetadataResponseBroker;
 use kafka_protocol::messages::{BrokerId, MetadataRequest, MetadataResponse};
 use kafka_protocol::protocol::StrBytes;
 use ktb_protocol::error_code;
+use ktb_protocol::metadata::{MetadataTopics, UnknownTopics};
 
 use super::Context;
 
@@ -14,43 +15,30 @@ pub const OPERATIONS_NOT_COMPUTED: i32 = i32::MIN;
 pub const SUPER_USER_CLUSTER_OPERATIONS: i32 =
     (1 << 5) | (1 << 7) | (1 << 8) | (1 << 9) | (1 << 10) | (1 << 11) | (1 << 12);
 
-/// Answers Metadata; `None` (close) for a topic without a name below v12, which Kafka
-/// cannot parse either.
-pub fn handle(ctx: &Context<'_>, version: i16, req: &MetadataRequest) -> Option<MetadataResponse> {
+/// Answers Metadata: the answer without topics, and what its topics array holds, one
+/// entry per distinct requested topic (T-META-2, T-LIMIT-1). `None` (close) for a topic
+/// without a name below v12, which Kafka cannot parse either.
+pub fn handle<'a>(
+    ctx: &Context<'_>,
+    version: i16,
+    req: &MetadataRequest,
+    topics: &'a MetadataTopics,
+) -> Option<(MetadataResponse, UnknownTopics<'a>)> {
     let config = &ctx.broker.config;
-    let requested = req.topics.as_deref().unwrap_or_default();
-    // Requested topics are a set, as in Kafka (T-META-2, T-LIMIT-1): one answer per
-    // distinct name (or id), in order of first appearance.
-    let mut seen_names = std::collections::HashSet::new();
-    let mut seen_ids = std::collections::HashSet::new();
-    let mut topics = Vec::new();
-    for t in requested {
-        let first = match &t.name {
-            Some(name) => seen_names.insert(name.as_str()),
-            None => seen_ids.insert(t.topic_id),
-        };
-        if !first {
-            continue;
-        }
-        topics.push(match &t.name {
-            Some(name) => MetadataResponseTopic::default()
-                .with_error_code(error_code::UNKNOWN_TOPIC_OR_PARTITION)
-                .with_name(Some(name.clone())),
-            None if version >= 12 => MetadataResponseTopic::default()
-                .with_error_code(error_code::UNKNOWN_TOPIC_ID)
-                .with_name(None)
-                .with_topic_id(t.topic_id),
-            None => return None,
-        });
+    if version < 12 && topics.any_by_id() {
+        return None;
     }
-    let mut resp = MetadataResponse::default()
-        .with_brokers(vec![
-            MetadataResponseBroker::default()
-                .with_node_id(BrokerId(config.node_id))
-                .with_host(StrBytes::from_string(ctx.endpoint.host.clone()))
-                .with_port(i32::from(ctx.endpoint.port)),
-        ])
-        .with_topics(topics);
+    let unknown = UnknownTopics {
+        topics,
+        name_error: error_code::UNKNOWN_TOPIC_OR_PARTITION,
+        id_error: error_code::UNKNOWN_TOPIC_ID,
+    };
+    let mut resp = MetadataResponse::default().with_brokers(vec![
+        MetadataResponseBroker::default()
+            .with_node_id(BrokerId(config.node_id))
+            .with_host(StrBytes::from_string(ctx.endpoint.host.clone()))
+            .with_port(i32::from(ctx.endpoint.port)),
+    ]);
     if version >= 1 {
         resp.controller_id = BrokerId(config.node_id);
     }
@@ -60,7 +48,7 @@ pub fn handle(ctx: &Context<'_>, version: i16, req: &MetadataRequest) -> Option<
     if (8..=10).contains(&version) && req.include_cluster_authorized_operations {
         resp.cluster_authorized_operations = cluster_operations(ctx);
     }
-    Some(resp)
+    Some((resp, unknown))
 }
 
 /// What the connection may do on the cluster, when a request asks (T-META-3).

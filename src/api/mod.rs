@@ -55,14 +55,14 @@ impl Context<'_> {
 }
 
 /// Answers a request on an authenticated (or PLAINTEXT) connection; `None` closes the
-/// connection without a response.
+/// connection without a response. Metadata has its own path ([`metadata::handle`]): its
+/// topics are read in place and its answer's topics written directly (T-LIMIT-1).
 pub async fn handle(ctx: &Context<'_>, header: &Header, body: RequestKind) -> Option<ResponseKind> {
     let v = header.version;
     let now = ctx.broker.clock.now_ms();
     let super_user = ctx.is_super_user();
     Some(match body {
         RequestKind::ApiVersions(req) => api_versions::handle(v, &req).into(),
-        RequestKind::Metadata(req) => metadata::handle(ctx, v, &req)?.into(),
         RequestKind::DescribeCluster(req) => describe_cluster::handle(ctx, v, &req).into(),
         RequestKind::SaslHandshake(_) => sasl::handshake_after_authentication().into(),
         RequestKind::SaslAuthenticate(_) => sasl::authenticate_after_authentication().into(),

@@ -27,6 +27,8 @@ use crate::server::Broker;
 pub enum Action {
     /// Send this response and carry on.
     Reply(ResponseKind),
+    /// Send this already encoded response frame and carry on.
+    ReplyEncoded(bytes::BytesMut),
     /// Send these raw SASL bytes as a frame (handshake v0) and carry on.
     RawReply(Vec<u8>),
     /// Answer ApiVersions at an unknown version (T-APIV-4) and carry on.

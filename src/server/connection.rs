@@ -7,10 +7,10 @@ use std::time::Duration;
 
 use bytes::BytesMut;
 use kafka_protocol::messages::ApiKey;
-use kafka_protocol::messages::ResponseKind;
+use kafka_protocol::messages::{RequestKind, ResponseKind};
 use ktb_protocol::frame::{begin_frame, decode_frame, finish_frame};
 use ktb_protocol::request::{Request, parse_request_with};
-use ktb_protocol::response::{encode_response, encode_unsupported_api_versions};
+use ktb_protocol::response::{encode_metadata_response, encode_response, encode_unsupported_api_versions};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::watch;
 use tracing::{debug, error, info};
@@ -117,6 +117,35 @@ pub(super) async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
                     };
                     (action, Some(header))
                 }
+                Ok(Request::Metadata(header, req, topics)) => {
+                    let action = match auth.on_request(&broker, &header, &RequestKind::Metadata((*req).clone())).await {
+                        Action::Serve => {
+                            let ctx = Context { broker: &broker, endpoint, session: auth.session() };
+                            match api::metadata::handle(&ctx, header.version, &req, &topics) {
+                                Some((resp, unknown)) => {
+                                    match encode_metadata_response(
+                                        header.correlation_id,
+                                        header.version,
+                                        &resp,
+                                        &unknown,
+                                    ) {
+                                        Ok(frame) => Action::ReplyEncoded(frame),
+                                        Err(e) => {
+                                            error!(%peer, "{e}");
+                                            return;
+                                        }
+                                    }
+                                }
+                                None => {
+                                    debug!(%peer, "closing: a Metadata topic without a name below v12");
+                                    return;
+                                }
+                            }
+                        }
+                        other => other,
+                    };
+                    (action, Some(header))
+                }
                 Ok(Request::Undecoded(header)) => (auth.on_undecoded(&header), Some(header)),
                 Err(e) => {
                     debug!(%peer, "closing: {e}");
@@ -134,6 +163,7 @@ pub(super) async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
         };
         let (bytes, close) = match action {
             Action::Reply(resp) => (encode(&resp), false),
+            Action::ReplyEncoded(frame) => (Some(Ok(frame)), false),
             Action::ReplyUnsupportedApiVersions => {
                 (header.as_ref().map(|h| encode_unsupported_api_versions(h.correlation_id)), false)
             }
