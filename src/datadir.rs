@@ -137,7 +137,9 @@ impl DataDir {
             }
             Ok(())
         }
-        walk(&self.path).map_err(|e| DataDirError(format!("cannot make {} private: {e}", self.path.display())))
+        fs::set_permissions(&self.path, fs::Permissions::from_mode(0o700))
+            .and_then(|_| walk(&self.path))
+            .map_err(|e| DataDirError(format!("cannot make {} private: {e}", self.path.display())))
     }
 }
 

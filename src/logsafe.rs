@@ -9,19 +9,26 @@ use std::fmt;
 pub const MAX_SHOWN_CHARS: usize = 64;
 
 /// A client-controlled string for the log: control characters escaped (`\n`, `\x1b`,
-/// `\u{85}`), backslashes doubled so an escape cannot be faked, and cut to
-/// [`MAX_SHOWN_CHARS`] characters with `…` marking the cut.
+/// `\u{85}`), backslashes doubled so an escape cannot be faked, cut to
+/// [`MAX_SHOWN_CHARS`] characters with `…` marking the cut, and quoted (with `"` escaped)
+/// when it holds a space, `=` or `"`, so it cannot pose as further `key=value` fields.
 pub struct Untrusted<'a>(pub &'a str);
 
 impl fmt::Display for Untrusted<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         use fmt::Write;
+        let quoted = self.0.chars().take(MAX_SHOWN_CHARS).any(|c| matches!(c, ' ' | '=' | '"'));
+        if quoted {
+            f.write_char('"')?;
+        }
         for (i, c) in self.0.chars().enumerate() {
             if i == MAX_SHOWN_CHARS {
-                return f.write_char('…');
+                f.write_char('…')?;
+                break;
             }
             match c {
                 '\\' => f.write_str("\\\\")?,
+                '"' if quoted => f.write_str("\\\"")?,
                 '\n' => f.write_str("\\n")?,
                 '\r' => f.write_str("\\r")?,
                 '\t' => f.write_str("\\t")?,
@@ -30,6 +37,9 @@ impl fmt::Display for Untrusted<'_> {
                 c if c.is_control() || is_format(c) => write!(f, "\\u{{{:x}}}", c as u32)?,
                 c => f.write_char(c)?,
             }
+        }
+        if quoted {
+            f.write_char('"')?;
         }
         Ok(())
     }
@@ -55,12 +65,13 @@ mod tests {
     #[test]
     fn t_reveal_2_control_characters_are_escaped_and_long_strings_cut() {
         let shown = Untrusted("alice\nINFO forged line\x1b[31m\\n\u{202e}").to_string();
-        assert_eq!(shown, "alice\\nINFO forged line\\x1b[31m\\\\n\\u{202e}");
+        assert_eq!(shown, "\"alice\\nINFO forged line\\x1b[31m\\\\n\\u{202e}\"");
         assert!(!shown.chars().any(|c| c.is_control()));
         let long = "é".repeat(300);
         let shown = Untrusted(&long).to_string();
         assert_eq!(shown.chars().count(), MAX_SHOWN_CHARS + 1);
         assert!(shown.ends_with('…'));
         assert_eq!(Untrusted("plain-name_1").to_string(), "plain-name_1");
+        assert_eq!(Untrusted("x peer=10.0.0.1 owner=\"a\"").to_string(), "\"x peer=10.0.0.1 owner=\\\"a\\\"\"");
     }
 }

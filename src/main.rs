@@ -166,6 +166,15 @@ fn parse_override(s: &str) -> Result<(String, String), String> {
 const EXIT_FAILURE: u8 = 1;
 const EXIT_STARTUP: u8 = 2;
 
+/// T-REVEAL-3: whatever the broker or an offline tool creates in the data dir (the store's
+/// files included) is private to its user.
+fn private_umask() {
+    // SAFETY: umask only sets the process's file-creation mask.
+    unsafe {
+        libc::umask(0o077);
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let default_filter = if matches!(cli.command, Command::Serve { .. }) { "info" } else { "warn" };
@@ -335,11 +344,7 @@ fn serve(file: Option<PathBuf>, overrides: Vec<(String, String)>, print_config: 
         print!("{}", resolved.dump());
         return ExitCode::SUCCESS;
     }
-    // T-REVEAL-3: whatever the broker or its store creates is private to its user.
-    // SAFETY: umask only sets the process's file-creation mask.
-    unsafe {
-        libc::umask(0o077);
-    }
+    private_umask();
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(r) => r,
         Err(e) => {
@@ -398,6 +403,7 @@ fn user_add(
     password_stdin: bool,
     generate: bool,
 ) -> Result<(), String> {
+    private_umask();
     check_user_name(name)?;
     if !(MIN_ITERATIONS..=MAX_ITERATIONS).contains(&iterations) {
         return Err(format!("--iterations {iterations} is outside {MIN_ITERATIONS}..={MAX_ITERATIONS}"));

@@ -398,6 +398,9 @@ async fn d_20_tokens_per_owner_and_renewers_are_limited() {
         INVALID_REQUEST,
         "two renewers"
     );
+    // A token whose principal names take more than 64 KiB is refused too.
+    let long = "n".repeat(70_000);
+    assert_eq!(create(&mut bob, 3, None, &[("User", long.as_str())], -1).await.error_code, INVALID_REQUEST);
     // A super user creating for alice counts against her limit too.
     let mut admin = login(&b, "admin").await;
     assert_eq!(create(&mut admin, 3, Some(("User", "alice")), &[], -1).await.error_code, INVALID_REQUEST);

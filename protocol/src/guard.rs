@@ -13,11 +13,29 @@ use kafka_protocol::messages::ApiKey;
 
 /// A request or response body announced more array elements than its bytes can hold.
 #[derive(Debug, thiserror::Error)]
-#[error("array length {count} cannot fit in the {remaining} bytes left")]
-pub struct ImplausibleLength {
-    count: u64,
-    remaining: usize,
+pub enum ImplausibleLength {
+    /// More elements than the bytes left could hold.
+    #[error("array length {count} cannot fit in the {remaining} bytes left")]
+    Unfit {
+        /// The announced count.
+        count: u64,
+        /// The bytes left in the body.
+        remaining: usize,
+    },
+    /// More elements than any request of its API needs ([`MAX_REQUEST_ENTRIES`]).
+    #[error("array length {count} is over the {MAX_REQUEST_ENTRIES} entries a request may have")]
+    OverLimit {
+        /// The announced count.
+        count: u64,
+    },
 }
+
+/// The most entries an array of a token or user API request may have (T-LIMIT-1).
+/// Decoded, each entry costs the codec 50–90 bytes whatever its size on the wire (down to
+/// 2 bytes), so the count is what bounds a request's memory; no client needs more (a
+/// Create allows 64 renewers, an AlterUserScramCredentials 100 alterations by default).
+/// Metadata's topics are read in place instead ([`crate::metadata`]).
+pub const MAX_REQUEST_ENTRIES: u64 = 10_000;
 
 /// A cursor over a body that reads lengths exactly as the codec does.
 pub(crate) struct Reader<'a> {
@@ -123,7 +141,7 @@ impl<'a> Reader<'a> {
         };
         let remaining = self.buf.len();
         if count.saturating_mul(min_element as u64) > remaining as u64 {
-            return Ok(Err(ImplausibleLength { count, remaining }));
+            return Ok(Err(ImplausibleLength::Unfit { count, remaining }));
         }
         Ok(Ok(count))
     }
@@ -141,7 +159,10 @@ pub fn check_array_lengths(key: ApiKey, version: i16, body: &[u8]) -> Result<(),
 fn walk(r: &mut Reader<'_>, key: ApiKey, version: i16) -> Result<Result<(), ImplausibleLength>, Truncated> {
     // Minimum element sizes: a classic string is at least 2 bytes, a compact one 1 byte,
     // a flexible struct ends with at least 1 byte of tagged fields, a UUID is 16 bytes.
-    let ok = |count: Result<u64, ImplausibleLength>| count.map(|_| ());
+    let ok = |count: Result<u64, ImplausibleLength>| match count {
+        Ok(n) if key != ApiKey::Metadata && n > MAX_REQUEST_ENTRIES => Err(ImplausibleLength::OverLimit { count: n }),
+        other => other.map(|_| ()),
+    };
     Ok(match key {
         ApiKey::Metadata => {
             let min = match version {
@@ -166,6 +187,7 @@ fn walk(r: &mut Reader<'_>, key: ApiKey, version: i16) -> Result<Result<(), Impl
         ApiKey::DescribeUserScramCredentials => ok(r.array(true, 2)?),
         ApiKey::AlterUserScramCredentials => {
             let deletions = match r.array(true, 3)? {
+                Ok(n) if n > MAX_REQUEST_ENTRIES => return Ok(Err(ImplausibleLength::OverLimit { count: n })),
                 Ok(n) => n,
                 Err(e) => return Ok(Err(e)),
             };

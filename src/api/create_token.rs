@@ -66,7 +66,12 @@ pub async fn handle(
             }
             resp
         }
-        Err(e) => refuse(e.code()),
+        Err(e) => {
+            if let crate::tokens::TokenError::LimitExceeded(reason) = &e {
+                tracing::info!(requester = %requester.logged(), "token not created (42): {reason}");
+            }
+            refuse(e.code())
+        }
     }
 }
 

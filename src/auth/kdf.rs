@@ -71,7 +71,11 @@ fn work(rx: &Mutex<Receiver<Job>>) {
         // The lock is held only while waiting for the next job, never while running it.
         let next = rx.lock().unwrap_or_else(|p| p.into_inner()).recv();
         match next {
-            Ok(job) => job(),
+            // A job that panics fails its own login (its result channel drops), never
+            // the thread: the pool keeps its size.
+            Ok(job) => {
+                let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(job));
+            }
             // The pool was dropped.
             Err(_) => return,
         }
@@ -116,5 +120,13 @@ mod tests {
             assert!(w.await.unwrap().is_ok());
         }
         assert_eq!(pool.run(|| 41 + 1).await.unwrap(), 42);
+    }
+
+    /// A job that panics fails alone; the pool keeps its thread.
+    #[tokio::test]
+    async fn a_panicking_job_does_not_shrink_the_pool() {
+        let pool = KdfPool::start(1, 4).unwrap();
+        assert!(pool.run(|| panic!("boom")).await.is_err());
+        assert_eq!(pool.run(|| 7).await.unwrap(), 7);
     }
 }

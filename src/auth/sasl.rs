@@ -22,6 +22,9 @@ use crate::config::Mechanism;
 use crate::logsafe::Untrusted;
 use crate::server::Broker;
 
+/// The largest SCRAM client-first accepted: a name, a nonce and extensions fit in far less.
+pub const MAX_SCRAM_CLIENT_FIRST: usize = 16 * 1024;
+
 /// What the connection should do with a frame.
 #[derive(Debug)]
 pub enum Action {
@@ -223,7 +226,7 @@ impl Authenticator {
                     Action::Close
                 }
                 // D-22: a token expired or deleted since the login ends its sessions.
-                _ if self.session.token_id.as_deref().is_some_and(|id| broker.tokens.live(id, now).is_none()) => {
+                _ if self.session.token_id.as_deref().is_some_and(|id| broker.tokens.live_until(id, now).is_none()) => {
                     info!(peer = %self.peer, principal = %self.session.principal.logged(), "session token revoked; closing");
                     Action::Close
                 }
@@ -322,6 +325,12 @@ impl Authenticator {
             )
         };
         let outcome = match step {
+            // The client-first is kept until client-final: a huge one would hold memory
+            // for as long as the connection idles (T-LIMIT-1).
+            Step::ScramFirst(_) if msg.len() > MAX_SCRAM_CLIENT_FIRST => {
+                info!(peer = %self.peer, bytes = msg.len(), "SCRAM client-first too large");
+                Err(Failure::Generic)
+            }
             Step::ScramFirst(m) => match scram::parse_client_first(msg) {
                 Ok(cf) => {
                     let (credential, identity) = broker.scram_lookup(&cf.username, m, cf.token_auth).await;
@@ -356,9 +365,9 @@ impl Authenticator {
                     // D-2, T-TLOGIN-3: the token must still be live when the login completes;
                     // a renewal since client-first counts.
                     (Ok(server_final), Some(mut identity)) => {
-                        match broker.tokens.live(&username, broker.clock.now_ms()) {
-                            Some(t) => {
-                                identity.token_expiry_ms = Some(t.expiry_ts);
+                        match broker.tokens.live_until(&username, broker.clock.now_ms()) {
+                            Some(expiry_ts) => {
+                                identity.token_expiry_ms = Some(expiry_ts);
                                 Ok((server_final, identity))
                             }
                             None => {

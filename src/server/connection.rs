@@ -27,15 +27,34 @@ fn decoded_before_authentication(key: ApiKey) -> bool {
     matches!(key, ApiKey::ApiVersions | ApiKey::SaslHandshake | ApiKey::SaslAuthenticate)
 }
 
-/// Waits until the token the connection logged in with is deleted (D-22); forever when
-/// it did not log in with a token.
-async fn revoked(signal: &mut Option<(String, watch::Receiver<bool>)>) {
-    match signal {
-        // A dropped sender means the broker's tokens are gone: treated as revoked.
-        Some((_, rx)) => {
-            let _ = rx.wait_for(|revoked| *revoked).await;
+/// The token a session logged in with, and its expiry as it changes (D-22).
+type Revocation = Option<(String, watch::Receiver<i64>)>;
+
+/// Waits until the token the connection logged in with is deleted or expires (D-22);
+/// forever when it did not log in with a token.
+async fn revoked(broker: &Broker, signal: &mut Revocation) {
+    let Some((id, rx)) = signal else { return std::future::pending().await };
+    loop {
+        let expiry = *rx.borrow_and_update();
+        if expiry == crate::tokens::DELETED {
+            return;
         }
-        None => std::future::pending().await,
+        // Expired once the clock passes the expiry; checked again then, since a renewal
+        // may have moved it meanwhile.
+        let wait = expiry.saturating_sub(broker.clock.now_ms()).saturating_add(1).clamp(1, 3_600_000);
+        tokio::select! {
+            changed = rx.changed() => {
+                // A dropped sender means the broker's tokens are gone: treated as revoked.
+                if changed.is_err() {
+                    return;
+                }
+            }
+            _ = tokio::time::sleep(Duration::from_millis(wait as u64)) => {
+                if broker.tokens.live_until(id, broker.clock.now_ms()).is_none() {
+                    return;
+                }
+            }
+        }
     }
 }
 
@@ -53,7 +72,7 @@ pub(super) async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
 ) {
     let idle = Duration::from_millis(broker.config.connections_max_idle_ms.max(1) as u64);
     let write_deadline = idle.min(Duration::from_millis(broker.config.write_timeout_ms.max(1) as u64));
-    let mut revocation: Option<(String, watch::Receiver<bool>)> = None;
+    let mut revocation: Revocation = None;
     let mut auth = match protocol {
         SecurityProtocol::Plaintext => Authenticator::plaintext(peer),
         SecurityProtocol::SaslPlaintext | SecurityProtocol::SaslSsl => Authenticator::sasl(peer),
@@ -73,7 +92,7 @@ pub(super) async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
             let read = tokio::select! {
                 r = tokio::time::timeout(idle, stream.read_buf(&mut buf)) => r,
                 _ = stop.wait_for(|s| *s) => return,
-                _ = revoked(&mut revocation) => {
+                _ = revoked(&broker, &mut revocation) => {
                     info!(%peer, "closing: the session's token was expired or deleted");
                     return;
                 }
@@ -198,7 +217,8 @@ pub(super) async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
             }
         }
         if close {
-            let _ = stream.shutdown().await;
+            // A TLS close_notify waits for the socket too: bounded like any write.
+            let _ = tokio::time::timeout(write_deadline, stream.shutdown()).await;
             return;
         }
     }
@@ -207,11 +227,7 @@ pub(super) async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
 /// Keeps `revocation` on the token the session logged in with (D-22): subscribed once per
 /// token, so a re-authentication with another token follows it. False when the token is
 /// already gone.
-fn watch_token(
-    broker: &Broker,
-    auth: &Authenticator,
-    revocation: &mut Option<(String, watch::Receiver<bool>)>,
-) -> bool {
+fn watch_token(broker: &Broker, auth: &Authenticator, revocation: &mut Revocation) -> bool {
     let Some(id) = auth.session().token_id.as_deref() else {
         *revocation = None;
         return true;
@@ -219,8 +235,8 @@ fn watch_token(
     if revocation.as_ref().is_some_and(|(watched, _)| watched == id) {
         return true;
     }
-    let rx = broker.tokens.revocation(id);
+    let rx = broker.tokens.revocation(id, broker.clock.now_ms());
+    let live = *rx.borrow() != crate::tokens::DELETED;
     *revocation = Some((id.to_owned(), rx));
-    // A token deleted before the subscription sent its signal to nobody.
-    broker.tokens.live(id, broker.clock.now_ms()).is_some()
+    live
 }

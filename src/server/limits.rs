@@ -77,17 +77,18 @@ impl ConnectionQuotas {
         let mut unresolved = Vec::new();
         for (host, count) in overrides {
             let count = (*count).max(0) as u32;
+            let host = host.trim_start_matches('[').trim_end_matches(']');
             match host.parse::<IpAddr>() {
                 Ok(ip) => {
-                    map.insert(ip, count);
+                    map.insert(canonical(ip), count);
                 }
-                Err(_) => match (host.as_str(), 0).to_socket_addrs() {
+                Err(_) => match (host, 0).to_socket_addrs() {
                     Ok(addrs) => {
                         for a in addrs {
-                            map.insert(a.ip(), count);
+                            map.insert(canonical(a.ip()), count);
                         }
                     }
-                    Err(_) => unresolved.push(host.clone()),
+                    Err(_) => unresolved.push(host.to_owned()),
                 },
             }
         }
@@ -170,7 +171,8 @@ mod tests {
     /// slot back; overrides by address (IPv4-mapped IPv6 counts as IPv4).
     #[test]
     fn t_limit_5_per_ip_quotas_and_overrides() {
-        let (q, unresolved) = ConnectionQuotas::new(2, &[("127.0.0.9".into(), 0), ("::1".into(), 3)]);
+        let (q, unresolved) =
+            ConnectionQuotas::new(2, &[("::ffff:127.0.0.9".into(), 0), ("::1".into(), 3), ("[::1]".into(), 3)]);
         assert!(unresolved.is_empty());
         let a: IpAddr = "127.0.0.1".parse().unwrap();
         let mapped: IpAddr = "::ffff:127.0.0.1".parse().unwrap();

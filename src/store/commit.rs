@@ -113,7 +113,15 @@ mod tests {
                 t.await.unwrap().unwrap();
             }
         }
-        let reopened = SledStore::open(&path).unwrap();
+        // sled's own background thread may hold the file lock a moment longer.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        let reopened = loop {
+            match SledStore::open(&path) {
+                Ok(s) => break s,
+                Err(e) if std::time::Instant::now() > deadline => panic!("cannot reopen the store: {e}"),
+                Err(_) => std::thread::sleep(std::time::Duration::from_millis(20)),
+            }
+        };
         assert_eq!(reopened.scan_prefix(b"").unwrap().len(), 50);
     }
 }

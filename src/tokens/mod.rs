@@ -248,9 +248,10 @@ pub struct Tokens {
     /// Key derivations of first token logins (T-LIMIT-6) and the key of their salts
     /// (T-REVEAL-1).
     logins: LoginKeys,
-    /// One signal per token that has sessions: set when the token is deleted, so its
-    /// connections close (D-22).
-    revocations: DashMap<String, tokio::sync::watch::Sender<bool>>,
+    /// One signal per token that has sessions, carrying the token's expiry and
+    /// [`DELETED`] once it is deleted, so its connections close when it expires or goes
+    /// (D-22).
+    revocations: DashMap<String, tokio::sync::watch::Sender<i64>>,
 }
 
 /// What token logins need beyond the tokens: the pool their key derivations run on and
@@ -296,11 +297,27 @@ impl Tokens {
         })
     }
 
-    /// A signal that turns true when token `id` is deleted (D-22). Connections that
-    /// logged in with the token watch it; check [`Tokens::live`] after subscribing, since a
-    /// token deleted just before has no signal left to send.
-    pub fn revocation(&self, id: &str) -> tokio::sync::watch::Receiver<bool> {
-        self.revocations.entry(id.to_owned()).or_insert_with(|| tokio::sync::watch::channel(false).0).subscribe()
+    /// The expiry of token `id` as it changes, [`DELETED`] once the token is deleted
+    /// (D-22); connections that logged in with the token watch it. A token that is not
+    /// live gets a signal that says so at once, and leaves nothing behind.
+    pub fn revocation(&self, id: &str, now: i64) -> tokio::sync::watch::Receiver<i64> {
+        use dashmap::mapref::entry::Entry;
+        // The entry's shard stays locked while liveness is checked, so a deletion either
+        // comes before (and nothing is added) or finds the entry and signals it.
+        match self.revocations.entry(id.to_owned()) {
+            Entry::Occupied(e) => e.get().subscribe(),
+            Entry::Vacant(e) => match self.live_until(id, now) {
+                Some(expiry) => e.insert(tokio::sync::watch::channel(expiry).0).subscribe(),
+                None => tokio::sync::watch::channel(DELETED).1,
+            },
+        }
+    }
+
+    /// Tells the sessions of token `id` its new expiry (D-22).
+    fn notify_expiry(&self, id: &str, expiry_ts: i64) {
+        if let Some(signal) = self.revocations.get(id) {
+            signal.send_replace(expiry_ts);
+        }
     }
 
     /// True when a master secret is configured (T-ENABLE-1).
@@ -383,7 +400,7 @@ impl Tokens {
     /// Ends the sessions of a deleted token (D-22).
     fn revoke_sessions(&self, id: &str) {
         if let Some((_, signal)) = self.revocations.remove(id) {
-            let _ = signal.send(true);
+            signal.send_replace(DELETED);
         }
     }
 
@@ -419,6 +436,13 @@ impl Tokens {
         };
         // Everything that grows with the renewers is done before the lock (T-LIMIT-4).
         let mut encoded = record::encode(&t);
+        if encoded.len() > record::MAX_RECORD_BYTES {
+            return Err(TokenError::LimitExceeded(format!(
+                "the token's principal names take {} bytes, over the {} a token may have",
+                encoded.len(),
+                record::MAX_RECORD_BYTES
+            )));
+        }
         let (token, hmac) = {
             let mut indexes = self.lock();
             if indexes.owned_by(&t.owner) >= self.settings.max_per_owner {
@@ -484,6 +508,7 @@ impl Tokens {
             t
         };
         self.commit.durable().await?;
+        self.notify_expiry(&token.token_id, token.expiry_ts);
         info!(token_id = %token.token_id, owner = %token.owner.logged(), by = %requester.logged(), expiry_timestamp_ms = token.expiry_ts, "token renewed");
         Ok(token.expiry_ts)
     }
@@ -525,6 +550,9 @@ impl Tokens {
             }
         };
         self.commit.durable().await?;
+        if !deleted {
+            self.notify_expiry(&token.token_id, token.expiry_ts);
+        }
         let what = if deleted { "token expired and deleted" } else { "token expiry changed" };
         info!(token_id = %token.token_id, owner = %token.owner.logged(), by = %requester.logged(), expiry_timestamp_ms = token.expiry_ts, "{what}");
         Ok(token.expiry_ts)
@@ -583,12 +611,16 @@ impl Tokens {
         Ok(out)
     }
 
-    /// The token `token_id` if it exists and is live at `now` (D-2: checked again when a
-    /// token login completes).
-    pub fn live(&self, token_id: &str, now: i64) -> Option<TokenDetails> {
+    /// The expiry of token `token_id` if it exists and is live at `now` (D-2: checked
+    /// again when a token login completes; D-22: before each request of its sessions).
+    /// Reads only the record's timestamps.
+    pub fn live_until(&self, token_id: &str, now: i64) -> Option<i64> {
         self.secret.as_ref()?;
-        match self.get(token_id) {
-            Ok(t) => t.filter(|t| !t.is_expired(now)),
+        match self.store.get(&token_key(token_id)) {
+            Ok(v) => {
+                let (max_ts, expiry_ts) = record::times(&v?)?;
+                (max_ts >= now && expiry_ts >= now).then_some(expiry_ts)
+            }
             Err(e) => {
                 error!("token lookup failed: {e}");
                 None
@@ -805,6 +837,9 @@ fn remove_legacy_index_keys(store: &dyn Store) -> Result<(), StoreError> {
     }
     Ok(())
 }
+
+/// The expiry a revocation signal carries once its token is deleted (D-22).
+pub const DELETED: i64 = i64::MIN;
 
 /// The most tokens one sweep batch deletes (the write lock is held for one batch).
 const SWEEP_BATCH: usize = 1_000;
