@@ -292,8 +292,10 @@ pub struct KtbProcess {
     seen: std::cell::RefCell<Vec<String>>,
 }
 
+/// The `ktb` binary under test: this build's, or the one `KTB_TEST_BIN` names (to run
+/// the process tests against another build, e.g. an earlier release).
 pub fn ktb_bin() -> PathBuf {
-    PathBuf::from(env!("CARGO_BIN_EXE_ktb"))
+    std::env::var_os("KTB_TEST_BIN").map(PathBuf::from).unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_ktb")))
 }
 
 impl KtbProcess {
