@@ -22,7 +22,12 @@ fn start(cwd: &std::path::Path) -> KtbProcess {
     let p = KtbProcess::start(
         cwd,
         &[],
-        &[("KTB_LISTENERS", "SASL_PLAINTEXT://127.0.0.1:0"), ("KTB_ADMIN_PASSWORD", PASSWORD)],
+        &[
+            ("KTB_LISTENERS", "SASL_PLAINTEXT://127.0.0.1:0"),
+            ("KTB_ADMIN_PASSWORD", PASSWORD),
+            // Five storms by one owner can pass D-20's default of 10,000 tokens per owner.
+            ("KTB_TOKEN_MAX_PER_OWNER", "2147483647"),
+        ],
     );
     assert!(p.addr.is_some(), "ktb restarts: {:?}", p.log_lines());
     p
