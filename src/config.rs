@@ -468,9 +468,11 @@ impl Config {
             max_connections_per_ip: int(r, "max.connections.per.ip", 0, i32::MAX as i64)? as i32,
             max_connections_per_ip_overrides: parse_ip_overrides(r)?,
             write_timeout_ms: int(r, "ktb.write.timeout.ms", 1, i64::MAX)?,
-            token_max_renewers: int(r, "ktb.token.max.renewers", 0, i32::MAX as i64)? as usize,
+            // Arrays of more than 10,000 entries close the connection before decoding
+            // (T-LIMIT-1), so a limit above that could never answer its 42.
+            token_max_renewers: int(r, "ktb.token.max.renewers", 0, MAX_REQUEST_ENTRIES)? as usize,
             token_max_per_owner: int(r, "ktb.token.max.per.owner", 1, i32::MAX as i64)? as usize,
-            user_max_alterations_per_request: int(r, "ktb.user.max.alterations.per.request", 1, i32::MAX as i64)?
+            user_max_alterations_per_request: int(r, "ktb.user.max.alterations.per.request", 1, MAX_REQUEST_ENTRIES)?
                 as usize,
             data_dir: match r.get("ktb.data.dir").unwrap_or_default() {
                 "" => return Err(invalid("ktb.data.dir", "", "must name a directory")),
@@ -519,6 +521,9 @@ fn parse_ip_overrides(r: &Resolved) -> Result<Vec<(String, i32)>, ConfigError> {
         })
         .collect()
 }
+
+/// The most entries an array of a token or user API request may have (T-LIMIT-1).
+const MAX_REQUEST_ENTRIES: i64 = ktb_protocol::guard::MAX_REQUEST_ENTRIES as i64;
 
 fn int(r: &Resolved, name: &str, min: i64, max: i64) -> Result<i64, ConfigError> {
     let raw = r.get(name).unwrap_or_default();

@@ -185,6 +185,20 @@ fn token_renew_expire_revoke() {
     assert_eq!(json(&o)["error"]["code"], 62);
 }
 
+/// D-20 through the client: a Create over the broker's renewer limit exits 4 with 42 and
+/// a message naming the limits to look at.
+#[test]
+fn d_20_limit_error_names_the_limits() {
+    let e = broker(&[("KTB_TOKEN_MAX_RENEWERS", "1")]);
+    let o = e.admin(&["token", "create", "--renewer", "User:a", "--renewer", "User:b"]);
+    assert_eq!(o.status.code(), Some(4), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("INVALID_REQUEST (42)") && stderr(&o).contains("ktb.token.max.renewers"),
+        "{}",
+        stderr(&o)
+    );
+}
+
 /// T-CLI-5: bad input gives the documented exit code and a one-line error.
 #[test]
 fn t_cli_5_errors_and_exit_codes() {

@@ -189,3 +189,20 @@ async fn t_tlogin_3_token_gone_mid_exchange_fails() {
         assert_eq!(fin.error_code, SASL_AUTHENTICATION_FAILED, "expire_it={expire_it}");
     }
 }
+
+/// D-22 on the broker's clock: an idle token session stays open up to its token's expiry
+/// and closes, without an answer, once the clock passes it.
+#[tokio::test]
+async fn d_22_idle_token_session_closes_at_the_tokens_expiry() {
+    let (b, clock, _admin) = setup(&[]).await;
+    let mut a = alice(&b).await;
+    let t = create_ok(&mut a, &[]).await;
+    let (mut c, r) = token_login(b.addr, ScramMechanism::Sha256, &t.token_id, &t.hmac, false).await;
+    assert_eq!(r.error_code, 0);
+    clock.advance(DAY);
+    let open = tokio::time::timeout(std::time::Duration::from_millis(300), c.read_frame()).await;
+    assert!(open.is_err(), "still open at the expiry itself");
+    clock.advance(1);
+    let closed = tokio::time::timeout(std::time::Duration::from_secs(1), c.read_frame()).await;
+    assert!(matches!(closed, Ok(None)), "closed without an answer within 1 s of the expiry");
+}

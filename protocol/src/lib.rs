@@ -10,7 +10,7 @@ pub mod apis;
 pub mod client;
 pub mod error_code;
 pub mod frame;
-mod guard;
+pub mod guard;
 pub mod metadata;
 pub mod plain;
 pub mod request;

@@ -49,8 +49,9 @@ impl Principal {
         struct Logged<'a>(&'a Principal);
         impl fmt::Display for Logged<'_> {
             fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                use crate::logsafe::Untrusted;
-                write!(f, "{}:{}", Untrusted(&self.0.kind), Untrusted(&self.0.name))
+                // Quoted as a whole when it needs quoting, so a name cannot end the field.
+                let whole = format!("{}:{}", self.0.kind, self.0.name);
+                write!(f, "{}", crate::logsafe::Untrusted(&whole))
             }
         }
         Logged(self)
@@ -96,5 +97,8 @@ mod tests {
         assert!(Principal::parse(":alice").is_none());
         assert!(Principal::parse("User:").is_none());
         assert_ne!(Principal::user("Alice"), Principal::user("alice"));
+        // T-REVEAL-2: logged as one field, quoted as a whole.
+        assert_eq!(Principal::user("x by=admin").logged().to_string(), "\"User:x by=admin\"");
+        assert_eq!(Principal::user("bob").logged().to_string(), "User:bob");
     }
 }

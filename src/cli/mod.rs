@@ -129,6 +129,11 @@ fn kafka_message(code: i16, context: &str) -> String {
         error_code::DUPLICATE_RESOURCE => "the same user was named twice",
         error_code::UNACCEPTABLE_CREDENTIAL => "the broker refused the credential",
         error_code::UNSUPPORTED_SASL_MECHANISM => "the broker does not offer this SCRAM mechanism",
+        error_code::INVALID_REQUEST => {
+            "the request is over one of the broker's limits (on ktb: ktb.token.max.renewers, \
+             ktb.token.max.per.owner, 64 KiB of principal names per token, ktb.user.max.alterations.per.request; \
+             the broker's log names the one); ask for less or have the operator raise it"
+        }
         _ => "the broker refused the request",
     };
     let context = if context.is_empty() { String::new() } else { format!(" ({context})") };

@@ -34,24 +34,26 @@ type Revocation = Option<(String, watch::Receiver<i64>)>;
 /// forever when it did not log in with a token.
 async fn revoked(broker: &Broker, signal: &mut Revocation) {
     let Some((id, rx)) = signal else { return std::future::pending().await };
+    let mut expiry = *rx.borrow_and_update();
     loop {
-        let expiry = *rx.borrow_and_update();
         if expiry == crate::tokens::DELETED {
             return;
         }
-        // Expired once the clock passes the expiry; checked again then, since a renewal
-        // may have moved it meanwhile.
-        let wait = expiry.saturating_sub(broker.clock.now_ms()).saturating_add(1).clamp(1, 3_600_000);
+        // Expired once the broker's clock passes the expiry; the store has the last word
+        // then (it also catches a change the signal has not carried yet).
         tokio::select! {
             changed = rx.changed() => {
                 // A dropped sender means the broker's tokens are gone: treated as revoked.
                 if changed.is_err() {
                     return;
                 }
+                expiry = *rx.borrow_and_update();
             }
-            _ = tokio::time::sleep(Duration::from_millis(wait as u64)) => {
-                if broker.tokens.live_until(id, broker.clock.now_ms()).is_none() {
-                    return;
+            _ = broker.clock.sleep_until(expiry.saturating_add(1)) => {
+                match broker.tokens.live_until(id, broker.clock.now_ms()) {
+                    // Live means its expiry is now or later: never a wait in the past.
+                    Some(current) => expiry = current,
+                    None => return,
                 }
             }
         }

@@ -144,11 +144,13 @@ impl Broker {
         token_auth: bool,
     ) -> (Option<ScramCredential>, Option<Identity>) {
         if token_auth {
+            // T-REVEAL-1: a miss shows the user's salt if the name is a user, as a login
+            // without `tokenauth` would, so comparing the two tells nothing; with no
+            // identity the exchange still fails at client-final. Read either way, so a hit
+            // and a miss cost the same store reads.
+            let user = self.users.credential(username, mech).ok().flatten();
             return match self.token_lookup(username, mech).await {
-                // T-REVEAL-1: a miss shows the user's salt if the name is a user, as a
-                // login without `tokenauth` would, so comparing the two tells nothing;
-                // with no identity the exchange still fails at client-final.
-                (None, _) => (self.users.credential(username, mech).ok().flatten(), None),
+                (None, _) => (user, None),
                 found => found,
             };
         }

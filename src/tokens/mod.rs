@@ -505,10 +505,11 @@ impl Tokens {
             self.commit.note_write();
             self.store.apply(vec![Self::put_op(&t)])?;
             indexes.move_expiry(old_expiry, &t);
+            // Under the lock, so sessions hear expiries in the order they were stored.
+            self.notify_expiry(&t.token_id, t.expiry_ts);
             t
         };
         self.commit.durable().await?;
-        self.notify_expiry(&token.token_id, token.expiry_ts);
         info!(token_id = %token.token_id, owner = %token.owner.logged(), by = %requester.logged(), expiry_timestamp_ms = token.expiry_ts, "token renewed");
         Ok(token.expiry_ts)
     }
@@ -546,13 +547,11 @@ impl Tokens {
                 self.commit.note_write();
                 self.store.apply(vec![Self::put_op(&t)])?;
                 indexes.move_expiry(old_expiry, &t);
+                self.notify_expiry(&t.token_id, t.expiry_ts);
                 (t, false)
             }
         };
         self.commit.durable().await?;
-        if !deleted {
-            self.notify_expiry(&token.token_id, token.expiry_ts);
-        }
         let what = if deleted { "token expired and deleted" } else { "token expiry changed" };
         info!(token_id = %token.token_id, owner = %token.owner.logged(), by = %requester.logged(), expiry_timestamp_ms = token.expiry_ts, "{what}");
         Ok(token.expiry_ts)
