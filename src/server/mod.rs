@@ -212,7 +212,7 @@ impl Broker {
         let fake_salt = ktb_protocol::scram::fake_salt(&self.fake_salt_key, ScramMechanism::Sha512, username);
         let verified = self
             .kdf
-            .run(move || match found {
+            .run(crate::auth::kdf::Work::Plain, move || match found {
                 Some((m, c)) => c.verify_password(m, &password),
                 None => {
                     let _ = ScramMechanism::Sha512.salted_password(&password, &fake_salt, BOOTSTRAP_ITERATIONS);

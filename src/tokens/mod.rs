@@ -656,7 +656,9 @@ impl Tokens {
         let derived = match self
             .logins
             .kdf
-            .run(move || ScramCredential::from_password(mech, password.as_bytes(), salt, MIN_ITERATIONS))
+            .run(crate::auth::kdf::Work::TokenLogin, move || {
+                ScramCredential::from_password(mech, password.as_bytes(), salt, MIN_ITERATIONS)
+            })
             .await
         {
             Ok(derived) => derived,
