@@ -155,15 +155,22 @@ impl Broker {
             };
         }
         match self.users.credential(username, mech) {
-            Ok(Some(c)) => (
-                Some(c),
-                Some(Identity {
-                    principal: Principal::user(username),
-                    token_authenticated: false,
-                    token_expiry_ms: None,
-                    token_id: None,
-                }),
-            ),
+            Ok(Some(c)) => {
+                // §9.7: a user's login reads the records an unknown name's does (the user,
+                // then the token of that name), so its timing tells nothing either.
+                if self.config.implicit_token_login {
+                    let _ = self.tokens.live_until(username, self.clock.now_ms());
+                }
+                (
+                    Some(c),
+                    Some(Identity {
+                        principal: Principal::user(username),
+                        token_authenticated: false,
+                        token_expiry_ms: None,
+                        token_id: None,
+                    }),
+                )
+            }
             // D-1: user credentials win; only then may the name be a token id.
             Ok(None) if self.config.implicit_token_login => self.token_lookup(username, mech).await,
             Ok(None) => (None, None),
@@ -194,14 +201,13 @@ impl Broker {
     /// (T-PLAIN-2). An unknown user costs the same PBKDF2 work as a known one, and the
     /// work runs off the async workers.
     pub async fn plain_verify(&self, username: &str, password: &str) -> bool {
+        // Both mechanisms are read whatever the first finds, so a user and an unknown
+        // name cost the same store reads (§9.7).
         let mut found = None;
         for m in [ScramMechanism::Sha512, ScramMechanism::Sha256] {
             match self.users.credential(username, m) {
-                Ok(Some(c)) => {
-                    found = Some((m, c));
-                    break;
-                }
-                Ok(None) => {}
+                Ok(Some(c)) if found.is_none() => found = Some((m, c)),
+                Ok(_) => {}
                 Err(e) => {
                     tracing::error!("credential lookup failed: {e}");
                     return false;
