@@ -5,12 +5,13 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use kafka_token_broker::auth::users::{Alteration, Users};
+use kafka_token_broker::broker::{BOOTSTRAP_ITERATIONS, Broker, StartOptions, new_user_credentials};
 use kafka_token_broker::cli::token::TokenCommand;
 use kafka_token_broker::cli::user as cli_user;
 use kafka_token_broker::cli::{CliError, CommonFlags, Output};
 use kafka_token_broker::config::Config;
 use kafka_token_broker::datadir::DataDir;
-use kafka_token_broker::server::{BOOTSTRAP_ITERATIONS, Broker, Server, StartOptions, new_user_credentials};
+use kafka_token_broker::server::Server;
 use kafka_token_broker::store::SledStore;
 use ktb_protocol::scram::{MAX_ITERATIONS, MIN_ITERATIONS};
 use tracing::{error, info, warn};

@@ -6,6 +6,7 @@
 //! as pure state machines. It knows nothing of sockets, tasks or disks,
 //! so the server, the `ktb` command line and the tests all share the same codec.
 
+pub mod answers;
 pub mod apis;
 pub mod client;
 pub mod error_code;

@@ -83,16 +83,10 @@ pub fn error_response(
     requester: &Principal,
     code: i16,
 ) -> CreateDelegationTokenResponse {
-    let mut resp = CreateDelegationTokenResponse::default()
-        .with_error_code(code)
-        .with_principal_type(StrBytes::from_string(owner.kind.clone()))
-        .with_principal_name(StrBytes::from_string(owner.name.clone()))
-        .with_issue_timestamp_ms(-1)
-        .with_expiry_timestamp_ms(-1)
-        .with_max_timestamp_ms(-1);
-    if version >= 3 {
-        resp.token_requester_principal_type = StrBytes::from_string(requester.kind.clone());
-        resp.token_requester_principal_name = StrBytes::from_string(requester.name.clone());
-    }
-    resp
+    ktb_protocol::answers::create_token_refused(
+        version,
+        (&owner.kind, &owner.name),
+        (&requester.kind, &requester.name),
+        code,
+    )
 }

@@ -76,5 +76,5 @@ pub async fn handle(
 
 /// An error answer with no tokens.
 pub fn refused(code: i16) -> DescribeDelegationTokenResponse {
-    DescribeDelegationTokenResponse::default().with_error_code(code)
+    ktb_protocol::answers::describe_tokens_refused(code)
 }

@@ -19,5 +19,5 @@ pub async fn handle(ctx: &Context<'_>, req: &ExpireDelegationTokenRequest, now: 
 
 /// An error answer: the code and expiry −1 (D-6).
 pub fn refused(code: i16) -> ExpireDelegationTokenResponse {
-    ExpireDelegationTokenResponse::default().with_error_code(code).with_expiry_timestamp_ms(-1)
+    ktb_protocol::answers::expire_token_refused(code)
 }

@@ -13,18 +13,13 @@ pub mod metadata;
 pub mod renew_token;
 pub mod sasl;
 
-use kafka_protocol::messages::{
-    AlterUserScramCredentialsResponse, ApiKey, ApiVersionsResponse, DescribeClusterResponse,
-    DescribeUserScramCredentialsResponse, MetadataResponse, RequestKind, ResponseKind, SaslAuthenticateResponse,
-    SaslHandshakeResponse,
-};
-use kafka_protocol::protocol::StrBytes;
+use kafka_protocol::messages::{RequestKind, ResponseKind};
 use ktb_protocol::error_code;
 use ktb_protocol::request::Header;
 
 use crate::auth::{Principal, Session};
+use crate::broker::Broker;
 use crate::config::HostPort;
-use crate::server::Broker;
 
 /// What a handler may know about the request's connection.
 pub struct Context<'a> {
@@ -81,62 +76,4 @@ pub async fn handle(ctx: &Context<'_>, header: &Header, body: RequestKind) -> Op
         }
         _ => return None,
     })
-}
-
-/// The error answer of an API for a request that cannot be served in the connection's
-/// state (SPEC §3.1: 34 during authentication). It carries no per-entry results, whatever
-/// the request held (T-LIMIT-2, D-25), so it needs only the header. `None` for an API
-/// outside §2.3.
-pub fn error_response(header: &Header, code: i16, message: &str) -> Option<ResponseKind> {
-    let msg = || Some(StrBytes::from_string(message.to_owned()));
-    Some(match header.api_key {
-        ApiKey::ApiVersions => ApiVersionsResponse::default().with_error_code(code).into(),
-        ApiKey::SaslHandshake => SaslHandshakeResponse::default().with_error_code(code).into(),
-        ApiKey::SaslAuthenticate => {
-            SaslAuthenticateResponse::default().with_error_code(code).with_error_message(msg()).into()
-        }
-        // Metadata has no top-level error code: an answer with no topics and no brokers.
-        ApiKey::Metadata => MetadataResponse::default().into(),
-        ApiKey::DescribeCluster => DescribeClusterResponse::default()
-            .with_error_code(code)
-            .with_error_message(msg())
-            .with_controller_id(kafka_protocol::messages::BrokerId(-1))
-            .into(),
-        ApiKey::CreateDelegationToken => {
-            let anonymous = Session::plaintext();
-            let (owner, requester) = (&anonymous.principal, &anonymous.principal);
-            create_token::error_response(header.version, owner, requester, code).into()
-        }
-        ApiKey::RenewDelegationToken => renew_token::refused(code).into(),
-        ApiKey::ExpireDelegationToken => expire_token::refused(code).into(),
-        ApiKey::DescribeDelegationToken => describe_tokens::refused(code).into(),
-        ApiKey::DescribeUserScramCredentials => {
-            DescribeUserScramCredentialsResponse::default().with_error_code(code).with_error_message(msg()).into()
-        }
-        ApiKey::AlterUserScramCredentials => AlterUserScramCredentialsResponse::default().into(),
-        _ => return None,
-    })
-}
-
-/// Kafka's upper-case name of an API (`DESCRIBE_CLUSTER`), as its error messages use.
-pub fn kafka_name(key: ApiKey) -> String {
-    let mut out = String::new();
-    for (i, c) in format!("{key:?}").chars().enumerate() {
-        if c.is_ascii_uppercase() && i > 0 {
-            out.push('_');
-        }
-        out.push(c.to_ascii_uppercase());
-    }
-    out
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn kafka_names() {
-        assert_eq!(kafka_name(ApiKey::DescribeCluster), "DESCRIBE_CLUSTER");
-        assert_eq!(kafka_name(ApiKey::Metadata), "METADATA");
-    }
 }

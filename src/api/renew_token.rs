@@ -19,5 +19,5 @@ pub async fn handle(ctx: &Context<'_>, req: &RenewDelegationTokenRequest, now: i
 
 /// An error answer: the code and expiry −1 (T-RENEW-4, D-6).
 pub fn refused(code: i16) -> RenewDelegationTokenResponse {
-    RenewDelegationTokenResponse::default().with_error_code(code).with_expiry_timestamp_ms(-1)
+    ktb_protocol::answers::renew_token_refused(code)
 }

@@ -64,6 +64,19 @@ impl fmt::Display for Principal {
     }
 }
 
+/// Who a successful exchange authenticated, and until when a token stays valid.
+#[derive(Debug, Clone)]
+pub struct Identity {
+    /// The principal.
+    pub principal: Principal,
+    /// True for a delegation-token login.
+    pub token_authenticated: bool,
+    /// The token's expiry, for token logins (bounds the session, T-REAUTH-1).
+    pub token_expiry_ms: Option<i64>,
+    /// The token's id, for token logins (D-22).
+    pub token_id: Option<String>,
+}
+
 /// Who a connection is, once it may send requests beyond authentication.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Session {

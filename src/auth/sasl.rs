@@ -10,17 +10,16 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use kafka_protocol::messages::{RequestKind, ResponseKind, SaslAuthenticateResponse, SaslHandshakeResponse};
 use kafka_protocol::protocol::StrBytes;
-use ktb_protocol::error_code;
 use ktb_protocol::plain::parse_plain;
 use ktb_protocol::request::Header;
 use ktb_protocol::scram::{self, ScramError, ScramMechanism, ServerFirstSent};
+use ktb_protocol::{answers, error_code};
 use tracing::{info, warn};
 
-use super::{Principal, Session};
-use crate::api;
+use super::{Identity, Principal, Session};
+use crate::broker::Broker;
 use crate::config::Mechanism;
 use crate::logsafe::Untrusted;
-use crate::server::Broker;
 
 /// The largest SCRAM client-first accepted: a name, a nonce and extensions fit in far less.
 pub const MAX_SCRAM_CLIENT_FIRST: usize = 16 * 1024;
@@ -43,19 +42,6 @@ pub enum Action {
     Close,
     /// The connection is authenticated: hand the request to the API layer.
     Serve,
-}
-
-/// Who a successful exchange authenticated, and until when a token stays valid.
-#[derive(Debug, Clone)]
-pub struct Identity {
-    /// The principal.
-    pub principal: Principal,
-    /// True for a delegation-token login.
-    pub token_authenticated: bool,
-    /// The token's expiry, for token logins (bounds the session, T-REAUTH-1).
-    pub token_expiry_ms: Option<i64>,
-    /// The token's id, for token logins (D-22).
-    pub token_id: Option<String>,
 }
 
 enum Step {
@@ -252,10 +238,10 @@ impl Authenticator {
     }
 
     fn unexpected_during_exchange(header: &Header) -> Action {
-        Action::FailAndClose(api::error_response(
+        Action::FailAndClose(answers::error_response(
             header,
             error_code::ILLEGAL_SASL_STATE,
-            &format!("Unexpected Kafka request of type {} during SASL handshake.", api::kafka_name(header.api_key)),
+            &format!("Unexpected Kafka request of type {} during SASL handshake.", answers::kafka_name(header.api_key)),
         ))
     }
 
@@ -270,9 +256,8 @@ impl Authenticator {
     fn pre_auth(&mut self, broker: &Broker, header: &Header, body: &RequestKind) -> Action {
         match (&self.state, body) {
             (State::VersionsOrHandshake, RequestKind::ApiVersions(req)) => {
-                let resp = api::api_versions::handle(header.version, req);
-                self.state =
-                    if api::api_versions::is_error(&resp) { State::VersionsOrHandshake } else { State::Handshake };
+                let resp = answers::api_versions(header.version, req);
+                self.state = if answers::is_error(&resp) { State::VersionsOrHandshake } else { State::Handshake };
                 Action::Reply(resp.into())
             }
             (_, RequestKind::SaslHandshake(req)) => {

@@ -15,10 +15,10 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::watch;
 use tracing::{debug, error, info};
 
-use super::Broker;
 use super::limits::write_with_deadline;
 use crate::api::{self, Context};
 use crate::auth::sasl::{Action, Authenticator};
+use crate::broker::Broker;
 use crate::config::{HostPort, SecurityProtocol};
 
 /// The bodies worth decoding before a connection has authenticated: the others get an

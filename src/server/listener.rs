@@ -7,7 +7,8 @@ use tokio::sync::{Semaphore, mpsc, watch};
 use tracing::{debug, error};
 
 use super::limits::ConnectionQuotas;
-use super::{BoundListener, Broker, connection};
+use super::{BoundListener, connection};
+use crate::broker::Broker;
 
 /// Accepts connections until `stop` turns true. A permit from `permits` is taken
 /// *before* accepting, so at `max.connections` new clients wait in the listen backlog

@@ -1,0 +1,284 @@
+//! The broker's shared state: configuration, store, users, tokens, clock and the
+//! login pieces every connection uses. It sits below the network shell (`server`), the
+//! handlers (`api`) and the SASL state machine (`auth::sasl`), which all take it from here.
+
+use std::sync::Arc;
+
+use tracing::{info, warn};
+
+use ktb_protocol::scram::{ScramCredential, ScramMechanism};
+
+use crate::auth::kdf::KdfPool;
+use crate::auth::users::{Alteration, Users};
+use crate::auth::{Identity, Principal};
+use crate::clock::{Clock, SystemClock};
+use crate::config::{Config, StoreKind};
+use crate::datadir::DataDir;
+use crate::store::{GroupCommit, SledStore, Store};
+use crate::tokens::{LoginKeys, MasterSecret, TokenSettings, Tokens};
+
+/// A reason the broker cannot start (exit code 2, T-LIFE-2).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct StartupError(pub String);
+
+/// How to start a broker, beyond its configuration.
+pub struct StartOptions {
+    /// The clock (tests inject a manual one).
+    pub clock: Arc<dyn Clock>,
+    /// The bootstrap user's password (`KTB_ADMIN_PASSWORD`); generated when absent.
+    pub admin_password: Option<String>,
+}
+
+impl Default for StartOptions {
+    fn default() -> Self {
+        StartOptions { clock: Arc::new(SystemClock), admin_password: None }
+    }
+}
+
+/// State shared by every connection.
+pub struct Broker {
+    /// The typed configuration.
+    pub config: Config,
+    /// This cluster's id (T-ZERO-5).
+    pub cluster_id: String,
+    /// Durable storage.
+    pub store: Arc<dyn Store>,
+    /// SCRAM user credentials.
+    pub users: Users,
+    /// Delegation tokens.
+    pub tokens: Arc<Tokens>,
+    /// The store's group commit: request paths wait here for durability.
+    pub commit: GroupCommit,
+    /// The broker's notion of now.
+    pub clock: Arc<dyn Clock>,
+    /// The data dir's key for the fake salts of unknown names and the salts of token
+    /// credentials (T-REVEAL-1).
+    pub fake_salt_key: [u8; 32],
+    /// The bounded pool of client-triggered key derivations (T-LIMIT-6).
+    pub kdf: Arc<KdfPool>,
+    /// The bootstrap user's generated password, when this start created it (T-ZERO-4).
+    /// The caller prints it once and drops it.
+    pub generated_admin_password: Option<String>,
+    data_dir: DataDir,
+}
+
+/// Iterations for credentials ktb creates itself (D-26: the same as the fakes shown for
+/// unknown names, so neither tells the other apart, T-REVEAL-1).
+pub const BOOTSTRAP_ITERATIONS: u32 = ktb_protocol::scram::MIN_ITERATIONS;
+
+/// Random bytes from the OS, or a startup error.
+fn random_bytes<const N: usize>() -> Result<[u8; N], StartupError> {
+    let mut b = [0u8; N];
+    getrandom::fill(&mut b).map_err(|e| StartupError(format!("the OS has no randomness for ktb: {e}")))?;
+    Ok(b)
+}
+
+/// Both SCRAM credentials for `password`, each with its own random 32-byte salt.
+pub fn new_user_credentials(password: &str, iterations: u32) -> Result<Vec<Alteration>, StartupError> {
+    [ScramMechanism::Sha256, ScramMechanism::Sha512]
+        .into_iter()
+        .map(|m| {
+            let salt = random_bytes::<32>()?.to_vec();
+            Ok(Alteration::Upsert(m, ScramCredential::from_password(m, password.as_bytes(), salt, iterations)))
+        })
+        .collect()
+}
+
+impl Broker {
+    /// Opens the data directory and the store, and creates the bootstrap user when the
+    /// store has no users (T-PERSIST-4's first steps, T-ZERO-4).
+    pub fn open(config: Config, options: StartOptions) -> Result<Broker, StartupError> {
+        let data_dir = DataDir::open(&config.data_dir, config.node_id).map_err(|e| StartupError(e.0))?;
+        let store: Arc<dyn Store> = match &config.store {
+            StoreKind::Sled => {
+                Arc::new(SledStore::open(&data_dir.store_path()).map_err(|e| {
+                    StartupError(format!("cannot open the store in {}: {e}", data_dir.path().display()))
+                })?)
+            }
+            StoreKind::Etcd { .. } => {
+                return Err(StartupError("ktb.store=etcd is not available in this build; use ktb.store=sled".into()));
+            }
+        };
+        // Files sled created with the process umask, or an earlier build left readable.
+        data_dir.make_private().map_err(|e| StartupError(e.0))?;
+        let fake_salt_key = data_dir.fake_salt_key().map_err(|e| StartupError(e.0))?;
+        let kdf = KdfPool::for_this_machine()
+            .map_err(|e| StartupError(format!("cannot start the key-derivation threads: {e}")))?;
+        let users = Users::new(store.clone());
+        let generated_admin_password = bootstrap_user(&config, &users, options.admin_password)?;
+        let commit = GroupCommit::start(store.clone())
+            .map_err(|e| StartupError(format!("cannot start the store's flusher thread: {e}")))?;
+        let logins = LoginKeys { kdf: kdf.clone(), salt_key: fake_salt_key };
+        let tokens = open_tokens(&config, &data_dir, store.clone(), commit.clone(), options.clock.as_ref(), logins)?;
+        Ok(Broker {
+            tokens: Arc::new(tokens),
+            commit,
+            cluster_id: data_dir.cluster_id.clone(),
+            config,
+            store,
+            users,
+            clock: options.clock,
+            fake_salt_key,
+            kdf,
+            generated_admin_password,
+            data_dir,
+        })
+    }
+
+    /// The credential and identity for a SCRAM login (T-SCRAM-5). `None` for both means
+    /// the login will fail at client-final after a fake server-first (D-3).
+    pub async fn scram_lookup(
+        &self,
+        username: &str,
+        mech: ScramMechanism,
+        token_auth: bool,
+    ) -> (Option<ScramCredential>, Option<Identity>) {
+        if token_auth {
+            // T-REVEAL-1: a miss shows the user's salt if the name is a user, as a login
+            // without `tokenauth` would, so comparing the two tells nothing; with no
+            // identity the exchange still fails at client-final. Read either way, so a hit
+            // and a miss cost the same store reads.
+            let user = self.users.credential(username, mech).ok().flatten();
+            return match self.token_lookup(username, mech).await {
+                (None, _) => (user, None),
+                found => found,
+            };
+        }
+        match self.users.credential(username, mech) {
+            Ok(Some(c)) => {
+                // §9.7: a user's login reads the records an unknown name's does (the user,
+                // then the token of that name), so its timing tells nothing either.
+                if self.config.implicit_token_login {
+                    let _ = self.tokens.live_until(username, self.clock.now_ms());
+                }
+                (
+                    Some(c),
+                    Some(Identity {
+                        principal: Principal::user(username),
+                        token_authenticated: false,
+                        token_expiry_ms: None,
+                        token_id: None,
+                    }),
+                )
+            }
+            // D-1: user credentials win; only then may the name be a token id.
+            Ok(None) if self.config.implicit_token_login => self.token_lookup(username, mech).await,
+            Ok(None) => (None, None),
+            Err(e) => {
+                tracing::error!("credential lookup failed: {e}");
+                (None, None)
+            }
+        }
+    }
+
+    /// A token login as `token_id` (T-TLOGIN-1..4): authenticated as the token's owner.
+    async fn token_lookup(&self, token_id: &str, mech: ScramMechanism) -> (Option<ScramCredential>, Option<Identity>) {
+        match self.tokens.login(token_id, mech, self.clock.now_ms()).await {
+            Some(login) => (
+                Some(login.credential),
+                Some(Identity {
+                    principal: login.details.owner,
+                    token_authenticated: true,
+                    token_expiry_ms: Some(login.details.expiry_ts),
+                    token_id: Some(login.details.token_id.clone()),
+                }),
+            ),
+            None => (None, None),
+        }
+    }
+
+    /// Checks a PLAIN password against the user's stored SCRAM credential, SHA-512 first
+    /// (T-PLAIN-2). An unknown user costs the same PBKDF2 work as a known one, and the
+    /// work runs off the async workers.
+    pub async fn plain_verify(&self, username: &str, password: &str) -> bool {
+        // Both mechanisms are read whatever the first finds, so a user and an unknown
+        // name cost the same store reads (§9.7).
+        let mut found = None;
+        for m in [ScramMechanism::Sha512, ScramMechanism::Sha256] {
+            match self.users.credential(username, m) {
+                Ok(Some(c)) if found.is_none() => found = Some((m, c)),
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::error!("credential lookup failed: {e}");
+                    return false;
+                }
+            }
+        }
+        let password = password.as_bytes().to_vec();
+        let fake_salt = ktb_protocol::scram::fake_salt(&self.fake_salt_key, ScramMechanism::Sha512, username);
+        let verified = self
+            .kdf
+            .run(crate::auth::kdf::Work::Plain, move || match found {
+                Some((m, c)) => c.verify_password(m, &password),
+                None => {
+                    let _ = ScramMechanism::Sha512.salted_password(&password, &fake_salt, BOOTSTRAP_ITERATIONS);
+                    false
+                }
+            })
+            .await;
+        match verified {
+            Ok(ok) => ok,
+            Err(busy) => {
+                info!(user = %crate::logsafe::Untrusted(username), "PLAIN login refused: {busy}");
+                false
+            }
+        }
+    }
+
+    /// True when `principal` is listed in `super.users`.
+    pub fn is_super_user(&self, principal: &Principal) -> bool {
+        self.config.super_users.contains(principal)
+    }
+
+    /// The data directory in use.
+    pub fn data_dir(&self) -> &std::path::Path {
+        self.data_dir.path()
+    }
+}
+
+/// Loads the master secret and the tokens, rebuilds the HMAC index and sweeps what
+/// expired while the broker was down (T-PERSIST-4, T-SWEEP-1).
+fn open_tokens(
+    config: &Config,
+    data_dir: &DataDir,
+    store: Arc<dyn Store>,
+    commit: GroupCommit,
+    clock: &dyn Clock,
+    logins: LoginKeys,
+) -> Result<Tokens, StartupError> {
+    let secret = MasterSecret::load(&config.token_secret, data_dir.path()).map_err(StartupError)?;
+    if secret.is_none() {
+        warn!("delegation.token.secret.key is empty: delegation tokens are disabled");
+    }
+    let store_err = |e: crate::store::StoreError| StartupError(format!("cannot load tokens: {e}"));
+    let tokens = Tokens::open(store, commit, secret, TokenSettings::from_config(config), logins).map_err(store_err)?;
+    let swept = tokens.sweep_at_startup(clock.now_ms()).map_err(store_err)?;
+    info!(indexed = tokens.len(), swept, "tokens loaded");
+    Ok(tokens)
+}
+
+/// Creates `ktb.bootstrap.user` when the store has no users (T-ZERO-4). Returns the
+/// password when it was generated, so the caller can show it once.
+fn bootstrap_user(config: &Config, users: &Users, password: Option<String>) -> Result<Option<String>, StartupError> {
+    let store_err = |e: crate::store::StoreError| StartupError(format!("cannot read or write users: {e}"));
+    if !users.is_empty().map_err(store_err)? {
+        return Ok(None);
+    }
+    let name = &config.bootstrap_user;
+    let (password, generated) = match password.filter(|p| !p.is_empty()) {
+        Some(p) => (p, false),
+        None => {
+            use base64::Engine;
+            (base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(random_bytes::<24>()?), true)
+        }
+    };
+    let changes: Vec<(String, Alteration)> =
+        new_user_credentials(&password, BOOTSTRAP_ITERATIONS)?.into_iter().map(|a| (name.clone(), a)).collect();
+    users.alter(&changes).map_err(store_err)?;
+    info!(user = %crate::logsafe::Untrusted(name), "created the bootstrap user (SCRAM-SHA-256 and SCRAM-SHA-512)");
+    if !config.super_users.contains(&Principal::user(name)) {
+        warn!(user = %crate::logsafe::Untrusted(name), "super.users does not list the bootstrap user; it cannot manage users");
+    }
+    Ok(generated.then_some(password))
+}
