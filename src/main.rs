@@ -368,6 +368,7 @@ fn serve(file: Option<PathBuf>, overrides: Vec<(String, String)>, print_config: 
                 return ExitCode::from(EXIT_STARTUP);
             }
         };
+        let shutdown = shutdown_signal();
         let server = match Server::bind(broker).await {
             Ok(s) => s,
             Err(e) => {
@@ -375,7 +376,7 @@ fn serve(file: Option<PathBuf>, overrides: Vec<(String, String)>, print_config: 
                 return ExitCode::from(EXIT_STARTUP);
             }
         };
-        match server.run(shutdown_signal()).await {
+        match server.run(shutdown).await {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 error!("{e}");
@@ -431,19 +432,22 @@ fn user_add(
     Ok(())
 }
 
-/// Completes on SIGINT or SIGTERM.
-async fn shutdown_signal() {
+/// Completes on SIGINT or SIGTERM. The handlers are installed when this is called, not
+/// when the future is first polled: a signal that arrives just after the listeners
+/// announce themselves must stop the broker gracefully, not kill it unflushed.
+fn shutdown_signal() -> impl std::future::Future<Output = ()> {
     use tokio::signal::unix::{SignalKind, signal};
-    let mut term = match signal(SignalKind::terminate()) {
-        Ok(s) => s,
-        Err(e) => {
-            warn!("cannot watch SIGTERM ({e}); stop with Ctrl-C");
-            let _ = tokio::signal::ctrl_c().await;
-            return;
+    let handlers = signal(SignalKind::terminate()).and_then(|t| Ok((t, signal(SignalKind::interrupt())?)));
+    async move {
+        match handlers {
+            Ok((mut term, mut int)) => tokio::select! {
+                _ = term.recv() => info!("SIGTERM received"),
+                _ = int.recv() => info!("SIGINT received"),
+            },
+            Err(e) => {
+                warn!("cannot watch SIGTERM ({e}); stop with Ctrl-C");
+                let _ = tokio::signal::ctrl_c().await;
+            }
         }
-    };
-    tokio::select! {
-        _ = term.recv() => info!("SIGTERM received"),
-        _ = tokio::signal::ctrl_c() => info!("SIGINT received"),
     }
 }
