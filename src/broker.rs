@@ -154,12 +154,7 @@ impl Broker {
                 }
                 (
                     Some(c),
-                    Some(Identity {
-                        principal: Principal::user(username),
-                        token_authenticated: false,
-                        token_expiry_ms: None,
-                        token_id: None,
-                    }),
+                    Some(Identity { principal: Principal::user(username), token_expiry_ms: None, token_id: None }),
                 )
             }
             // D-1: user credentials win; only then may the name be a token id.
@@ -179,7 +174,6 @@ impl Broker {
                 Some(login.credential),
                 Some(Identity {
                     principal: login.details.owner,
-                    token_authenticated: true,
                     token_expiry_ms: Some(login.details.expiry_ts),
                     token_id: Some(login.details.token_id.clone()),
                 }),

@@ -40,7 +40,7 @@ impl Context<'_> {
     /// T-GATE-1: token-authenticated connections, and connections that never
     /// authenticated (PLAINTEXT, D-10), cannot use the token APIs (64).
     pub fn token_apis_refused(&self) -> bool {
-        self.session.token_authenticated || !self.session.authenticated
+        self.session.token_authenticated() || !self.session.authenticated
     }
 
     /// The principal of the connection.

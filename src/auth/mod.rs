@@ -69,12 +69,17 @@ impl fmt::Display for Principal {
 pub struct Identity {
     /// The principal.
     pub principal: Principal,
-    /// True for a delegation-token login.
-    pub token_authenticated: bool,
     /// The token's expiry, for token logins (bounds the session, T-REAUTH-1).
     pub token_expiry_ms: Option<i64>,
-    /// The token's id, for token logins (D-22).
+    /// The token's id, for token logins (D-22); `None` for a user's login.
     pub token_id: Option<String>,
+}
+
+impl Identity {
+    /// True for a delegation-token login.
+    pub fn token_authenticated(&self) -> bool {
+        self.token_id.is_some()
+    }
 }
 
 /// Who a connection is, once it may send requests beyond authentication.
@@ -82,18 +87,22 @@ pub struct Identity {
 pub struct Session {
     /// The authenticated principal (`User:ANONYMOUS` on PLAINTEXT listeners).
     pub principal: Principal,
-    /// True when the connection logged in with a delegation token.
-    pub token_authenticated: bool,
     /// True when the connection authenticated at all (false on PLAINTEXT listeners).
     pub authenticated: bool,
-    /// The token a token login used; its revocation ends the session (D-22).
+    /// The token a token login used, `None` for other sessions; its revocation ends the
+    /// session (D-22).
     pub token_id: Option<String>,
 }
 
 impl Session {
     /// The session of every connection on a PLAINTEXT listener.
     pub fn plaintext() -> Self {
-        Session { principal: Principal::anonymous(), token_authenticated: false, authenticated: false, token_id: None }
+        Session { principal: Principal::anonymous(), authenticated: false, token_id: None }
+    }
+
+    /// True when the connection logged in with a delegation token.
+    pub fn token_authenticated(&self) -> bool {
+        self.token_id.is_some()
     }
 }
 

@@ -346,7 +346,9 @@ impl Authenticator {
             Step::ScramFinal(sent, identity) => {
                 let username = sent.client_first().username.clone();
                 match (sent.client_final(msg), identity) {
-                    (Ok(server_final), Some(identity)) if !identity.token_authenticated => Ok((server_final, identity)),
+                    (Ok(server_final), Some(identity)) if !identity.token_authenticated() => {
+                        Ok((server_final, identity))
+                    }
                     // D-2, T-TLOGIN-3: the token must still be live when the login completes;
                     // a renewal since client-first counts.
                     (Ok(server_final), Some(mut identity)) => {
@@ -380,12 +382,7 @@ impl Authenticator {
                     )),
                     true => Ok((
                         Vec::new(),
-                        Identity {
-                            principal: Principal::user(&p.username),
-                            token_authenticated: false,
-                            token_expiry_ms: None,
-                            token_id: None,
-                        },
+                        Identity { principal: Principal::user(&p.username), token_expiry_ms: None, token_id: None },
                     )),
                 },
             },
@@ -408,16 +405,11 @@ impl Authenticator {
             peer = %self.peer,
             principal = %identity.principal.logged(),
             mechanism = mechanism.name(),
-            token = identity.token_authenticated,
+            token = identity.token_authenticated(),
             reauth,
             "authenticated"
         );
-        self.session = Session {
-            principal: identity.principal,
-            token_authenticated: identity.token_authenticated,
-            authenticated: true,
-            token_id: identity.token_id,
-        };
+        self.session = Session { principal: identity.principal, authenticated: true, token_id: identity.token_id };
         self.mechanism = Some(mechanism);
         self.session_expiry_ms = expiry;
         self.state = State::Complete;
@@ -427,7 +419,7 @@ impl Authenticator {
     /// T-LOG-2; for a known token (a wrong HMAC) the owner is logged too.
     fn log_failure(&self, mechanism: Mechanism, username: &str, identity: Option<&Identity>) {
         let shown = Untrusted(username);
-        match identity.filter(|i| i.token_authenticated) {
+        match identity.filter(|i| i.token_authenticated()) {
             Some(token) => info!(
                 peer = %self.peer,
                 mechanism = mechanism.name(),
