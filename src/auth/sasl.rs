@@ -211,11 +211,6 @@ impl Authenticator {
                     info!(peer = %self.peer, principal = %self.session.principal.logged(), "session expired; closing");
                     Action::Close
                 }
-                // D-22: a token expired or deleted since the login ends its sessions.
-                _ if self.session.token_id.as_deref().is_some_and(|id| broker.tokens.live_until(id, now).is_none()) => {
-                    info!(peer = %self.peer, principal = %self.session.principal.logged(), "session token revoked; closing");
-                    Action::Close
-                }
                 _ => Action::Serve,
             },
         }

@@ -113,6 +113,13 @@ pub(super) async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
             }
         };
 
+        // D-22: a request that was already waiting when the session's token was expired
+        // or deleted is not served.
+        if token_gone(&broker, &revocation) {
+            info!(%peer, "closing: the session's token was expired or deleted");
+            return;
+        }
+
         // Work out the action; `header` is absent only for raw SASL frames.
         let (action, header) = if auth.expects_raw() {
             (auth.on_raw(&broker, &frame).await, None)
@@ -224,6 +231,15 @@ pub(super) async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
             return;
         }
     }
+}
+
+/// True when the session's token is deleted or past its expiry, as its revocation signal
+/// tells (no store read: the signal follows every change to the token).
+fn token_gone(broker: &Broker, revocation: &Revocation) -> bool {
+    revocation.as_ref().is_some_and(|(_, rx)| {
+        let expiry = *rx.borrow();
+        expiry == crate::tokens::DELETED || expiry < broker.clock.now_ms()
+    })
 }
 
 /// Keeps `revocation` on the token the session logged in with (D-22): subscribed once per

@@ -611,14 +611,15 @@ impl Tokens {
     }
 
     /// The expiry of token `token_id` if it exists and is live at `now` (D-2: checked
-    /// again when a token login completes; D-22: before each request of its sessions).
+    /// again when a token login completes; D-22: when a session subscribes to the token and
+    /// when its expiry passes).
     /// Reads only the record's timestamps.
     pub fn live_until(&self, token_id: &str, now: i64) -> Option<i64> {
         self.secret.as_ref()?;
         match self.store.get(&token_key(token_id)) {
             Ok(v) => {
                 let (max_ts, expiry_ts) = record::times(&v?)?;
-                (max_ts >= now && expiry_ts >= now).then_some(expiry_ts)
+                (!record::expired(max_ts, expiry_ts, now)).then_some(expiry_ts)
             }
             Err(e) => {
                 error!("token lookup failed: {e}");

@@ -41,7 +41,7 @@ pub struct TokenDetails {
 impl TokenDetails {
     /// T-TOKEN-2: expired iff `max_ts < now` or `expiry_ts < now`.
     pub fn is_expired(&self, now: i64) -> bool {
-        self.max_ts < now || self.expiry_ts < now
+        expired(self.max_ts, self.expiry_ts, now)
     }
 
     /// Owner, requester or renewer: who sees the token in Describe.
@@ -64,6 +64,11 @@ impl TokenDetails {
             .filter(|p| seen.insert(*p))
             .collect()
     }
+}
+
+/// T-TOKEN-2 on a token's two timestamps: expired iff `max_ts < now` or `expiry_ts < now`.
+pub fn expired(max_ts: i64, expiry_ts: i64, now: i64) -> bool {
+    max_ts < now || expiry_ts < now
 }
 
 /// The key of a token record.
