@@ -7,10 +7,11 @@ use std::time::Duration;
 
 use bytes::BytesMut;
 use kafka_protocol::messages::ApiKey;
-use kafka_protocol::messages::{RequestKind, ResponseKind};
+use kafka_protocol::messages::{MetadataRequest, RequestKind, ResponseKind};
 use ktb_protocol::frame::{begin_frame, decode_frame, finish_frame};
-use ktb_protocol::request::{Request, parse_request_with};
-use ktb_protocol::response::{encode_metadata_response, encode_response, encode_unsupported_api_versions};
+use ktb_protocol::metadata::MetadataTopics;
+use ktb_protocol::request::{Header, Request, parse_request_with};
+use ktb_protocol::response::{EncodeError, encode_metadata_response, encode_response, encode_unsupported_api_versions};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::watch;
 use tracing::{debug, error, info};
@@ -149,20 +150,11 @@ pub(super) async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
                     let action = match auth.on_request(&broker, &header, &RequestKind::Metadata((*req).clone())).await {
                         Action::Serve => {
                             let ctx = Context { broker: &broker, endpoint, session: auth.session() };
-                            match api::metadata::handle(&ctx, header.version, &req, &topics) {
-                                Some((resp, unknown)) => {
-                                    match encode_metadata_response(
-                                        header.correlation_id,
-                                        header.version,
-                                        &resp,
-                                        &unknown,
-                                    ) {
-                                        Ok(frame) => Action::ReplyEncoded(frame),
-                                        Err(e) => {
-                                            error!(%peer, "{e}");
-                                            return;
-                                        }
-                                    }
+                            match metadata_answer(&ctx, &header, &req, &topics) {
+                                Some(Ok(frame)) => Action::ReplyEncoded(frame),
+                                Some(Err(e)) => {
+                                    error!(%peer, "{e}");
+                                    return;
                                 }
                                 None => {
                                     debug!(%peer, "closing: a Metadata topic without a name below v12");
@@ -231,6 +223,18 @@ pub(super) async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
             return;
         }
     }
+}
+
+/// The encoded answer to a Metadata request; `None` when the request closes the
+/// connection instead (a topic without a name below v12).
+fn metadata_answer(
+    ctx: &Context<'_>,
+    header: &Header,
+    req: &MetadataRequest,
+    topics: &MetadataTopics,
+) -> Option<Result<BytesMut, EncodeError>> {
+    let (resp, unknown) = api::metadata::handle(ctx, header.version, req, topics)?;
+    Some(encode_metadata_response(header.correlation_id, header.version, &resp, &unknown))
 }
 
 /// True when the session's token is deleted or past its expiry, as its revocation signal
