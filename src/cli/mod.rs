@@ -4,6 +4,7 @@
 pub mod refresh;
 pub mod settings;
 pub mod token;
+pub mod token_ops;
 pub mod user;
 
 use std::io::BufRead;

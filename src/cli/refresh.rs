@@ -11,7 +11,7 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use serde::{Deserialize, Serialize};
 
-use super::token::{CreatedToken, change_token, create_token, describe_tokens, rfc3339};
+use super::token_ops::{CreatedToken, change_token, create_token, describe_tokens, rfc3339, snippets};
 use super::{CliError, CommonFlags, connect, parse_duration, settings};
 use crate::auth::Principal;
 use crate::clock::{Clock, SystemClock};
@@ -162,11 +162,11 @@ pub fn render(t: &CreatedToken, format: Format, protocol: &str, mechanism: &str,
     let (id, hmac) = (&t.token_id, &t.hmac);
     match format {
         Format::Java => {
-            let [java, _, _] = super::token::snippets(protocol, mechanism, bootstrap, id, hmac);
+            let [java, _, _] = snippets(protocol, mechanism, bootstrap, id, hmac);
             format!("{java}\n")
         }
         Format::Librdkafka => {
-            let [_, librdkafka, _] = super::token::snippets(protocol, mechanism, bootstrap, id, hmac);
+            let [_, librdkafka, _] = snippets(protocol, mechanism, bootstrap, id, hmac);
             format!("{librdkafka}\n")
         }
         Format::Jaas => format!(

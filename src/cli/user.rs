@@ -13,7 +13,7 @@ use ktb_protocol::scram::ScramMechanism;
 use serde_json::json;
 
 use super::settings::Settings;
-use super::token::{change_token, describe_tokens};
+use super::token_ops::{change_token, describe_tokens};
 use super::{CliError, CommonFlags, Output, connect, print_json};
 use crate::auth::Principal;
 use crate::client::Client;
