@@ -2,6 +2,9 @@
 FROM rust:1-bookworm AS build
 WORKDIR /src
 COPY Cargo.toml Cargo.lock rustfmt.toml ./
+# etcd-client's build script needs protoc: .cargo/config.toml points it at tools/protoc.
+COPY .cargo .cargo
+COPY tools tools
 COPY protocol protocol
 COPY src src
 COPY tests tests

@@ -23,7 +23,7 @@ use kafka_protocol::protocol::StrBytes;
 use kafka_token_broker::auth::Principal;
 use kafka_token_broker::client::{Client, Credentials};
 use kafka_token_broker::config::HmacAlgorithm;
-use kafka_token_broker::store::{SledStore, Store};
+use kafka_token_broker::store::SledStore;
 use kafka_token_broker::tokens::{TokenDetails, bulk_load};
 use ktb_protocol::scram::{ScramClient, ScramMechanism, Secret};
 
@@ -317,7 +317,7 @@ fn main() {
         let store = SledStore::open(&large_dir.path().join("ktb-data/store")).unwrap();
         let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64;
         let n = bulk_load(
-            &store as &dyn Store,
+            &store,
             (0..large).map(|i| {
                 let owner = Principal::user(&format!("bulk-{}", i % 1000));
                 TokenDetails {

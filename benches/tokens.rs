@@ -15,7 +15,7 @@ use criterion::{Criterion, black_box, criterion_group, criterion_main};
 use kafka_token_broker::auth::Principal;
 use kafka_token_broker::auth::kdf::KdfPool;
 use kafka_token_broker::config::HmacAlgorithm;
-use kafka_token_broker::store::{GroupCommit, SledStore, Store};
+use kafka_token_broker::store::{SledStore, Store};
 use kafka_token_broker::tokens::{LoginKeys, MasterSecret, TokenSettings, Tokens};
 use ktb_protocol::scram::{self, ScramClient, ScramMechanism};
 
@@ -25,7 +25,7 @@ fn logins() -> LoginKeys {
     LoginKeys { kdf: KdfPool::for_this_machine().unwrap(), salt_key: [7; 32] }
 }
 
-fn open(dir: &std::path::Path) -> Tokens {
+fn open(rt: &tokio::runtime::Runtime, dir: &std::path::Path) -> Arc<Tokens> {
     let store: Arc<dyn Store> = Arc::new(SledStore::open(&dir.join("store")).unwrap());
     let settings = TokenSettings {
         max_lifetime_ms: 7 * 86_400_000,
@@ -35,14 +35,14 @@ fn open(dir: &std::path::Path) -> Tokens {
         max_renewers: 64,
         max_per_owner: usize::MAX,
     };
-    let commit = GroupCommit::start(store.clone()).unwrap();
-    Tokens::open(store, commit, Some(MasterSecret::new("bench-secret")), settings, logins()).unwrap()
+    let wait = std::time::Duration::from_secs(5);
+    rt.block_on(Tokens::open(store, Some(MasterSecret::new("bench-secret")), settings, logins(), wait)).unwrap()
 }
 
 fn bench(c: &mut Criterion) {
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let tokens = open(dir.path());
+    let tokens = open(&rt, dir.path());
     let alice = Principal::user("alice");
 
     c.bench_function("token_create_durable", |b| {

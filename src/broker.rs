@@ -12,9 +12,10 @@ use crate::auth::kdf::KdfPool;
 use crate::auth::users::{Alteration, Users};
 use crate::auth::{Identity, Principal};
 use crate::clock::{Clock, SystemClock};
-use crate::config::{Config, StoreKind};
+use crate::config::{Config, SecretSetting, StoreKind};
 use crate::datadir::DataDir;
-use crate::store::{GroupCommit, SledStore, Store};
+use crate::store::etcd::EtcdStore;
+use crate::store::{SledStore, Store};
 use crate::tokens::{LoginKeys, MasterSecret, TokenSettings, Tokens};
 
 /// A reason the broker cannot start (exit code 2, T-LIFE-2).
@@ -48,8 +49,6 @@ pub struct Broker {
     pub users: Users,
     /// Delegation tokens.
     pub tokens: Arc<Tokens>,
-    /// The store's group commit: request paths wait here for durability.
-    pub commit: GroupCommit,
     /// The broker's notion of now.
     pub clock: Arc<dyn Clock>,
     /// The data dir's key for the fake salts of unknown names and the salts of token
@@ -88,33 +87,68 @@ pub fn new_user_credentials(password: &str, iterations: u32) -> Result<Vec<Alter
 impl Broker {
     /// Opens the data directory and the store, and creates the bootstrap user when the
     /// store has no users (T-PERSIST-4's first steps, T-ZERO-4).
-    pub fn open(config: Config, options: StartOptions) -> Result<Broker, StartupError> {
+    pub async fn open(config: Config, options: StartOptions) -> Result<Broker, StartupError> {
         let data_dir = DataDir::open(&config.data_dir, config.node_id).map_err(|e| StartupError(e.0))?;
         let store: Arc<dyn Store> = match &config.store {
             StoreKind::Sled => {
-                Arc::new(SledStore::open(&data_dir.store_path()).map_err(|e| {
+                let sled = SledStore::open(&data_dir.store_path()).map_err(|e| {
                     StartupError(format!("cannot open the store in {}: {e}", data_dir.path().display()))
-                })?)
+                })?;
+                crate::tokens::remove_legacy_index_keys(&sled)
+                    .map_err(|e| StartupError(format!("cannot migrate the store: {e}")))?;
+                Arc::new(sled)
             }
-            StoreKind::Etcd { .. } => {
-                return Err(StartupError("ktb.store=etcd is not available in this build; use ktb.store=sled".into()));
+            StoreKind::Etcd(etcd) => {
+                if matches!(config.token_secret, SecretSetting::Generated) {
+                    return Err(StartupError(
+                        "ktb.store=etcd needs delegation.token.secret.key, the same on every broker: a secret \
+                         generated into one broker's data dir would differ from the others' (set it empty to \
+                         disable delegation tokens)"
+                            .into(),
+                    ));
+                }
+                let timeout = std::time::Duration::from_millis(config.etcd_request_timeout_ms.max(1) as u64);
+                let store = EtcdStore::connect(etcd, timeout)
+                    .await
+                    .map_err(|e| StartupError(format!("cannot use etcd at {}: {e}", etcd.endpoints.join(","))))?;
+                Arc::new(store)
             }
         };
         // Files sled created with the process umask, or an earlier build left readable.
         data_dir.make_private().map_err(|e| StartupError(e.0))?;
-        let fake_salt_key = data_dir.fake_salt_key().map_err(|e| StartupError(e.0))?;
+        let (cluster_id, fake_salt_key) = match &config.store {
+            StoreKind::Sled => (data_dir.cluster_id.clone(), data_dir.fake_salt_key().map_err(|e| StartupError(e.0))?),
+            // One cluster id and one fake-salt key for every broker on the prefix (T-CLUSTER-1,
+            // T-REVEAL-1): the first broker's, written once.
+            StoreKind::Etcd(_) => {
+                let shared = |key: &'static [u8], fresh: Vec<u8>| {
+                    let store = store.clone();
+                    async move {
+                        crate::store::put_new(store.as_ref(), key, fresh).await?;
+                        store.get(key).await.map(|v| v.map(|v| v.value).unwrap_or_default())
+                    }
+                };
+                let etcd_err = |e: crate::store::StoreError| {
+                    StartupError(format!("cannot read the cluster's identity from etcd: {e}"))
+                };
+                let id =
+                    shared(b"meta/cluster_id", data_dir.cluster_id.clone().into_bytes()).await.map_err(etcd_err)?;
+                let salt = shared(b"meta/fake_salt_key", random_bytes::<32>()?.to_vec()).await.map_err(etcd_err)?;
+                let salt: [u8; 32] = salt
+                    .try_into()
+                    .map_err(|_| StartupError("the cluster's fake-salt key in etcd is not 32 bytes".into()))?;
+                (String::from_utf8_lossy(&id).into_owned(), salt)
+            }
+        };
         let kdf = KdfPool::for_this_machine()
             .map_err(|e| StartupError(format!("cannot start the key-derivation threads: {e}")))?;
         let users = Users::new(store.clone());
-        let generated_admin_password = bootstrap_user(&config, &users, options.admin_password)?;
-        let commit = GroupCommit::start(store.clone())
-            .map_err(|e| StartupError(format!("cannot start the store's flusher thread: {e}")))?;
+        let generated_admin_password = bootstrap_user(&config, &users, options.admin_password).await?;
         let logins = LoginKeys { kdf: kdf.clone(), salt_key: fake_salt_key };
-        let tokens = open_tokens(&config, &data_dir, store.clone(), commit.clone(), options.clock.as_ref(), logins)?;
+        let tokens = open_tokens(&config, &data_dir, store.clone(), options.clock.as_ref(), logins).await?;
         Ok(Broker {
-            tokens: Arc::new(tokens),
-            commit,
-            cluster_id: data_dir.cluster_id.clone(),
+            tokens,
+            cluster_id,
             config,
             store,
             users,
@@ -139,18 +173,18 @@ impl Broker {
             // without `tokenauth` would, so comparing the two tells nothing; with no
             // identity the exchange still fails at client-final. Read either way, so a hit
             // and a miss cost the same store reads.
-            let user = self.users.credential(username, mech).ok().flatten();
+            let user = self.users.credential(username, mech).await.ok().flatten();
             return match self.token_lookup(username, mech).await {
                 (None, _) => (user, None),
                 found => found,
             };
         }
-        match self.users.credential(username, mech) {
+        match self.users.credential(username, mech).await {
             Ok(Some(c)) => {
                 // §9.7: a user's login reads the records an unknown name's does (the user,
                 // then the token of that name), so its timing tells nothing either.
                 if self.config.implicit_token_login {
-                    let _ = self.tokens.live_until(username, self.clock.now_ms());
+                    let _ = self.tokens.live_until(username, self.clock.now_ms()).await;
                 }
                 (
                     Some(c),
@@ -188,17 +222,15 @@ impl Broker {
     pub async fn plain_verify(&self, username: &str, password: &str) -> bool {
         // Both mechanisms are read whatever the first finds, so a user and an unknown
         // name cost the same store reads (§9.7).
-        let mut found = None;
-        for m in [ScramMechanism::Sha512, ScramMechanism::Sha256] {
-            match self.users.credential(username, m) {
-                Ok(Some(c)) if found.is_none() => found = Some((m, c)),
-                Ok(_) => {}
-                Err(e) => {
-                    tracing::error!("credential lookup failed: {e}");
-                    return false;
-                }
+        let found = match self.users.both(username).await {
+            Ok([Some(c), _]) => Some((ScramMechanism::Sha512, c)),
+            Ok([None, Some(c)]) => Some((ScramMechanism::Sha256, c)),
+            Ok([None, None]) => None,
+            Err(e) => {
+                tracing::error!("credential lookup failed: {e}");
+                return false;
             }
-        }
+        };
         let password = password.as_bytes().to_vec();
         let fake_salt = ktb_protocol::scram::fake_salt(&self.fake_salt_key, ScramMechanism::Sha512, username);
         let verified = self
@@ -233,30 +265,35 @@ impl Broker {
 
 /// Loads the master secret and the tokens, rebuilds the HMAC index and sweeps what
 /// expired while the broker was down (T-PERSIST-4, T-SWEEP-1).
-fn open_tokens(
+async fn open_tokens(
     config: &Config,
     data_dir: &DataDir,
     store: Arc<dyn Store>,
-    commit: GroupCommit,
     clock: &dyn Clock,
     logins: LoginKeys,
-) -> Result<Tokens, StartupError> {
+) -> Result<Arc<Tokens>, StartupError> {
     let secret = MasterSecret::load(&config.token_secret, data_dir.path()).map_err(StartupError)?;
     if secret.is_none() {
         warn!("delegation.token.secret.key is empty: delegation tokens are disabled");
     }
     let store_err = |e: crate::store::StoreError| StartupError(format!("cannot load tokens: {e}"));
-    let tokens = Tokens::open(store, commit, secret, TokenSettings::from_config(config), logins).map_err(store_err)?;
-    let swept = tokens.sweep_at_startup(clock.now_ms()).map_err(store_err)?;
+    let wait = std::time::Duration::from_millis(config.etcd_request_timeout_ms.max(1) as u64);
+    let tokens =
+        Tokens::open(store, secret, TokenSettings::from_config(config), logins, wait).await.map_err(store_err)?;
+    let swept = tokens.sweep(clock.now_ms()).await.map_err(store_err)?;
     info!(indexed = tokens.len(), swept, "tokens loaded");
     Ok(tokens)
 }
 
 /// Creates `ktb.bootstrap.user` when the store has no users (T-ZERO-4). Returns the
 /// password when it was generated, so the caller can show it once.
-fn bootstrap_user(config: &Config, users: &Users, password: Option<String>) -> Result<Option<String>, StartupError> {
+async fn bootstrap_user(
+    config: &Config,
+    users: &Users,
+    password: Option<String>,
+) -> Result<Option<String>, StartupError> {
     let store_err = |e: crate::store::StoreError| StartupError(format!("cannot read or write users: {e}"));
-    if !users.is_empty().map_err(store_err)? {
+    if !users.is_empty().await.map_err(store_err)? {
         return Ok(None);
     }
     let name = &config.bootstrap_user;
@@ -269,7 +306,9 @@ fn bootstrap_user(config: &Config, users: &Users, password: Option<String>) -> R
     };
     let changes: Vec<(String, Alteration)> =
         new_user_credentials(&password, BOOTSTRAP_ITERATIONS)?.into_iter().map(|a| (name.clone(), a)).collect();
-    users.alter(&changes).map_err(store_err)?;
+    if !users.bootstrap(&changes).await.map_err(store_err)? {
+        return Ok(None);
+    }
     info!(user = %crate::logsafe::Untrusted(name), "created the bootstrap user (SCRAM-SHA-256 and SCRAM-SHA-512)");
     if !config.super_users.contains(&Principal::user(name)) {
         warn!(user = %crate::logsafe::Untrusted(name), "super.users does not list the bootstrap user; it cannot manage users");

@@ -83,6 +83,14 @@ const PROPERTIES: &[PropDef] = &[
     prop("ktb.store", Some("sled")),
     prop("ktb.etcd.endpoints", None),
     prop("ktb.etcd.prefix", Some("/ktb/")),
+    prop("ktb.etcd.username", None),
+    secret("ktb.etcd.password"),
+    prop("ktb.etcd.ca.file", None),
+    prop("ktb.etcd.cert.file", None),
+    prop("ktb.etcd.key.file", None),
+    prop("ktb.etcd.request.timeout.ms", Some("5000")),
+    prop("ktb.etcd.lease.ms", Some("10000")),
+    prop("ktb.etcd.stale.ms", Some("10000")),
     prop("ktb.metrics.listener", Some("")),
     prop("ktb.bootstrap.user", Some("admin")),
     prop("ktb.sasl.scram.implicit.token.login", Some("true")),
@@ -307,12 +315,46 @@ pub enum StoreKind {
     /// The embedded sled store in `<data.dir>/store`.
     Sled,
     /// A shared etcd cluster.
-    Etcd {
-        /// Client endpoints.
-        endpoints: Vec<String>,
-        /// Key prefix.
-        prefix: String,
-    },
+    Etcd(EtcdSettings),
+}
+
+/// How to reach the etcd cluster (T-CLUSTER-1).
+#[derive(Clone, PartialEq, Eq)]
+pub struct EtcdSettings {
+    /// `ktb.etcd.endpoints`: `http(s)://host:port`, at least one.
+    pub endpoints: Vec<String>,
+    /// `ktb.etcd.prefix`, always ending in `/`.
+    pub prefix: String,
+    /// `ktb.etcd.username`.
+    pub username: Option<String>,
+    /// `ktb.etcd.password` (never printed).
+    pub password: Option<String>,
+    /// `ktb.etcd.ca.file`: PEM roots for `https://` endpoints.
+    pub ca_file: Option<PathBuf>,
+    /// `ktb.etcd.cert.file`: a PEM client certificate.
+    pub cert_file: Option<PathBuf>,
+    /// `ktb.etcd.key.file`: its PEM key.
+    pub key_file: Option<PathBuf>,
+    /// `ktb.etcd.lease.ms`: the registration lease (T-CLUSTER-4).
+    pub lease_ms: i64,
+    /// `ktb.etcd.stale.ms`: how long confirmed state serves logins without etcd (T-CLUSTER-7).
+    pub stale_ms: i64,
+}
+
+impl fmt::Debug for EtcdSettings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("EtcdSettings")
+            .field("endpoints", &self.endpoints)
+            .field("prefix", &self.prefix)
+            .field("username", &self.username)
+            .field("password", &self.password.as_ref().map(|_| "[hidden]"))
+            .field("ca_file", &self.ca_file)
+            .field("cert_file", &self.cert_file)
+            .field("key_file", &self.key_file)
+            .field("lease_ms", &self.lease_ms)
+            .field("stale_ms", &self.stale_ms)
+            .finish()
+    }
 }
 
 /// Where a SASL_SSL listener's certificate and key come from (PEM only).
@@ -389,6 +431,9 @@ pub struct Config {
     pub data_dir: PathBuf,
     /// `ktb.store`.
     pub store: StoreKind,
+    /// `ktb.etcd.request.timeout.ms`: the longest a store call may take before the request
+    /// answers 7 (T-CLUSTER-7); also how long a request waits for the token view.
+    pub etcd_request_timeout_ms: i64,
     /// `ktb.metrics.listener`.
     pub metrics_listener: Option<String>,
     /// `ktb.bootstrap.user`.
@@ -480,12 +525,10 @@ impl Config {
             },
             store: match r.get("ktb.store").unwrap_or_default() {
                 "sled" => StoreKind::Sled,
-                "etcd" => StoreKind::Etcd {
-                    endpoints: list(r.get("ktb.etcd.endpoints").unwrap_or_default(), ','),
-                    prefix: r.get("ktb.etcd.prefix").unwrap_or_default().to_owned(),
-                },
+                "etcd" => StoreKind::Etcd(etcd_settings(r)?),
                 other => return Err(invalid("ktb.store", other, "allowed: sled, etcd")),
             },
+            etcd_request_timeout_ms: int(r, "ktb.etcd.request.timeout.ms", 1, 3_600_000)?,
             metrics_listener: Some(r.get("ktb.metrics.listener").unwrap_or_default().trim())
                 .filter(|s| !s.is_empty())
                 .map(str::to_owned),
@@ -524,6 +567,57 @@ fn parse_ip_overrides(r: &Resolved) -> Result<Vec<(String, i32)>, ConfigError> {
 
 /// The most entries an array of a token or user API request may have (T-LIMIT-1).
 const MAX_REQUEST_ENTRIES: i64 = ktb_protocol::guard::MAX_REQUEST_ENTRIES as i64;
+
+/// The etcd settings (T-CLUSTER-1, §9.7's etcd security).
+fn etcd_settings(r: &Resolved) -> Result<EtcdSettings, ConfigError> {
+    let endpoints = list(r.get("ktb.etcd.endpoints").unwrap_or_default(), ',');
+    if endpoints.is_empty() {
+        return Err(invalid("ktb.etcd.endpoints", "", "ktb.store=etcd needs at least one http(s)://host:port"));
+    }
+    for e in &endpoints {
+        let Some(rest) = e.strip_prefix("https://").or_else(|| e.strip_prefix("http://")) else {
+            return Err(invalid("ktb.etcd.endpoints", e, "each endpoint is http://host:port or https://host:port"));
+        };
+        let host = rest.rsplit_once(':').map(|(h, _)| h.trim_matches(['[', ']'])).unwrap_or(rest);
+        let loopback = host == "localhost" || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback());
+        if e.starts_with("http://") && !loopback {
+            return Err(invalid(
+                "ktb.etcd.endpoints",
+                e,
+                "plain http:// is only allowed on loopback; use https:// with ktb.etcd.ca.file",
+            ));
+        }
+    }
+    let mut prefix = r.get("ktb.etcd.prefix").unwrap_or_default().to_owned();
+    if !prefix.starts_with('/') {
+        return Err(invalid("ktb.etcd.prefix", &prefix, "must start with /"));
+    }
+    if !prefix.ends_with('/') {
+        prefix.push('/');
+    }
+    let path = |name: &str| r.get(name).filter(|v| !v.is_empty()).map(PathBuf::from);
+    let text = |name: &str| r.get(name).filter(|v| !v.is_empty()).map(str::to_owned);
+    let (username, password) = (text("ktb.etcd.username"), text("ktb.etcd.password"));
+    if username.is_some() != password.is_some() {
+        return Err(invalid("ktb.etcd.username", "", "ktb.etcd.username and ktb.etcd.password go together"));
+    }
+    let (cert_file, key_file) = (path("ktb.etcd.cert.file"), path("ktb.etcd.key.file"));
+    if cert_file.is_some() != key_file.is_some() {
+        return Err(invalid("ktb.etcd.cert.file", "", "ktb.etcd.cert.file and ktb.etcd.key.file go together"));
+    }
+    let lease_ms = int(r, "ktb.etcd.lease.ms", 3_000, 3_600_000)?;
+    Ok(EtcdSettings {
+        endpoints,
+        prefix,
+        username,
+        password,
+        ca_file: path("ktb.etcd.ca.file"),
+        cert_file,
+        key_file,
+        lease_ms,
+        stale_ms: int(r, "ktb.etcd.stale.ms", 0, 3_600_000)?,
+    })
+}
 
 fn int(r: &Resolved, name: &str, min: i64, max: i64) -> Result<i64, ConfigError> {
     let raw = r.get(name).unwrap_or_default();

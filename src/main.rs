@@ -356,7 +356,7 @@ fn serve(file: Option<PathBuf>, overrides: Vec<(String, String)>, print_config: 
     runtime.block_on(async move {
         let options =
             StartOptions { admin_password: std::env::var("KTB_ADMIN_PASSWORD").ok(), ..StartOptions::default() };
-        let broker = match Broker::open(config, options) {
+        let broker = match Broker::open(config, options).await {
             Ok(mut b) => {
                 if let Some(password) = b.generated_admin_password.take() {
                     print_password_banner(&b.config.bootstrap_user, &password);
@@ -423,7 +423,8 @@ fn user_add(
         })
         .map(|a| (name.to_owned(), a))
         .collect();
-    users.alter(&changes).map_err(|e| e.to_string())?;
+    let runtime = tokio::runtime::Builder::new_current_thread().build().map_err(|e| e.to_string())?;
+    runtime.block_on(users.alter(&changes, Vec::new())).map_err(|e| e.to_string())?;
     if generate {
         println!("{password}");
     }

@@ -8,6 +8,8 @@ pub const UNKNOWN_SERVER_ERROR: i16 = -1;
 pub const NONE: i16 = 0;
 /// A Metadata topic entry: ktb serves no topics.
 pub const UNKNOWN_TOPIC_OR_PARTITION: i16 = 3;
+/// The request did not complete in time (the etcd store did not answer, T-CLUSTER-7); retriable.
+pub const REQUEST_TIMED_OUT: i16 = 7;
 /// Describe/AlterUserScramCredentials by a principal that is not a super user.
 pub const CLUSTER_AUTHORIZATION_FAILED: i16 = 31;
 /// SaslHandshake with a mechanism that is not enabled; AlterUserScram with a bad mechanism.

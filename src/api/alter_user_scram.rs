@@ -10,7 +10,8 @@ use ktb_protocol::scram::{MAX_ITERATIONS, MIN_ITERATIONS, ScramCredential, Scram
 use tracing::info;
 
 use super::Context;
-use crate::auth::users::Alteration;
+use crate::auth::users::{Alteration, Users};
+use crate::store::Guard;
 
 type Failure = (i16, &'static str);
 
@@ -21,14 +22,41 @@ const TOO_MANY_ALTERATIONS: &str = "Too many alterations in one request (ktb.use
 /// deletion, then every upsertion, in request order; at most one alteration per user;
 /// all valid ones applied atomically and durably; one result per distinct user, sorted.
 pub async fn handle(ctx: &Context<'_>, req: &AlterUserScramCredentialsRequest) -> AlterUserScramCredentialsResponse {
+    // A deletion is guarded by the credential it found; another broker's change in between
+    // makes the whole request start again from fresh reads (T-CLUSTER-2).
+    for _ in 0..RETRIES {
+        if let Some(answer) = attempt(ctx, req).await {
+            return answer;
+        }
+    }
+    tracing::error!("user alterations kept conflicting with concurrent ones; refused");
+    refused(req, error_code::REQUEST_TIMED_OUT, "The credentials kept changing; retry")
+}
+
+/// How many times a request that met a concurrent change is tried again.
+const RETRIES: usize = 8;
+
+/// One try at `handle`: `None` when a concurrent change refused the commit.
+async fn attempt(
+    ctx: &Context<'_>,
+    req: &AlterUserScramCredentialsRequest,
+) -> Option<AlterUserScramCredentialsResponse> {
     let users = &ctx.broker.users;
+    let max = ctx.broker.config.user_max_alterations_per_request;
+    // The credentials the deletions name, read before the checks (the first `max` only).
+    let mut found: BTreeMap<(String, i8), Result<Option<i64>, ()>> = BTreeMap::new();
+    for d in req.deletions.iter().take(max) {
+        let Some(m) = ScramMechanism::from_code(d.mechanism) else { continue };
+        let read = users.stamped(d.name.as_str(), m).await.map(|c| c.map(|(_, stamp)| stamp)).map_err(|_| ());
+        found.insert((d.name.to_string(), d.mechanism), read);
+    }
+    let mut guards = Vec::new();
     let mut errors: BTreeMap<String, Failure> = BTreeMap::new();
     let mut pending: BTreeMap<String, Alteration> = BTreeMap::new();
     // §9.7: alterations past `ktb.user.max.alterations.per.request` get 42 each, and their
     // user nothing else, so a huge request costs no store reads.
-    let max = ctx.broker.config.user_max_alterations_per_request;
     let mut considered = 0usize;
-    let mut consider = |name: &str, check: &dyn Fn() -> Result<Alteration, Failure>| {
+    let mut consider = |name: &str, check: &dyn Fn() -> Result<(Alteration, Option<Guard>), Failure>| {
         considered += 1;
         if considered > max {
             pending.remove(name);
@@ -46,8 +74,9 @@ pub async fn handle(ctx: &Context<'_>, req: &AlterUserScramCredentialsRequest) -
             return;
         }
         match check() {
-            Ok(a) => {
+            Ok((a, guard)) => {
                 pending.insert(name.to_owned(), a);
+                guards.extend(guard);
             }
             Err(f) => {
                 errors.insert(name.to_owned(), f);
@@ -66,12 +95,12 @@ pub async fn handle(ctx: &Context<'_>, req: &AlterUserScramCredentialsRequest) -
         consider(name, &|| {
             named(name)?;
             let m = mechanism(d.mechanism)?;
-            match users.credential(name, m) {
-                Ok(Some(_)) => Ok(Alteration::Delete(m)),
-                Ok(None) => {
+            match found.get(&(name.to_owned(), d.mechanism)) {
+                Some(Ok(Some(stamp))) => Ok((Alteration::Delete(m), Some(Users::unchanged(name, m, *stamp)))),
+                Some(Ok(None)) => {
                     Err((error_code::RESOURCE_NOT_FOUND, "Attempt to delete a user credential that does not exist"))
                 }
-                Err(_) => Err((error_code::UNKNOWN_SERVER_ERROR, "The store could not be read")),
+                _ => Err((error_code::UNKNOWN_SERVER_ERROR, "The store could not be read")),
             }
         });
     }
@@ -92,7 +121,7 @@ pub async fn handle(ctx: &Context<'_>, req: &AlterUserScramCredentialsRequest) -
             // The salted password is used here and dropped: only the derived keys are kept.
             let cred =
                 ScramCredential::from_salted_password(m, &u.salted_password, u.salt.to_vec(), u.iterations as u32);
-            Ok(Alteration::Upsert(m, cred))
+            Ok((Alteration::Upsert(m, cred), None))
         });
     }
 
@@ -101,13 +130,21 @@ pub async fn handle(ctx: &Context<'_>, req: &AlterUserScramCredentialsRequest) -
         info!(by = %ctx.principal().logged(), extra, max, "user alterations refused: ktb.user.max.alterations.per.request");
     }
     let changes: Vec<(String, Alteration)> = pending.iter().map(|(n, a)| (n.clone(), a.clone())).collect();
-    if let Err(e) = users.alter_shared_flush(&changes, &ctx.broker.commit).await {
-        tracing::error!("cannot store user credentials: {e}");
-        lookup_failed = true;
+    let mut stored_code = error_code::UNKNOWN_SERVER_ERROR;
+    match users.alter(&changes, guards).await {
+        Ok(true) => {}
+        Ok(false) => return None,
+        Err(e) => {
+            tracing::error!("cannot store user credentials: {e}");
+            if matches!(e, crate::store::StoreError::Unavailable(_)) {
+                stored_code = error_code::REQUEST_TIMED_OUT;
+            }
+            lookup_failed = true;
+        }
     }
     let mut results: BTreeMap<String, Option<Failure>> = errors.into_iter().map(|(n, f)| (n, Some(f))).collect();
     for (name, alteration) in &changes {
-        let outcome = lookup_failed.then_some((error_code::UNKNOWN_SERVER_ERROR, "The change could not be stored"));
+        let outcome = lookup_failed.then_some((stored_code, "The change could not be stored"));
         if outcome.is_none() {
             let (op, m) = match alteration {
                 Alteration::Delete(m) => ("deleted", m),
@@ -135,7 +172,7 @@ pub async fn handle(ctx: &Context<'_>, req: &AlterUserScramCredentialsRequest) -
                 .with_error_message(message)
         })
         .collect();
-    AlterUserScramCredentialsResponse::default().with_results(results)
+    Some(AlterUserScramCredentialsResponse::default().with_results(results))
 }
 
 /// A refusal (T-USER-6, or 34 mid-authentication): one result per distinct named user,

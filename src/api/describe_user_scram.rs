@@ -14,8 +14,11 @@ use super::Context;
 
 /// Describes users for a super user (T-USER-3..5): every user for a null or empty list,
 /// otherwise one result per distinct requested name, sorted by name.
-pub fn handle(ctx: &Context<'_>, req: &DescribeUserScramCredentialsRequest) -> DescribeUserScramCredentialsResponse {
-    let users = match ctx.broker.users.list() {
+pub async fn handle(
+    ctx: &Context<'_>,
+    req: &DescribeUserScramCredentialsRequest,
+) -> DescribeUserScramCredentialsResponse {
+    let users = match ctx.broker.users.list().await {
         Ok(u) => u,
         Err(e) => {
             tracing::error!("cannot list users: {e}");

@@ -65,7 +65,9 @@ pub async fn handle(ctx: &Context<'_>, header: &Header, body: RequestKind) -> Op
         RequestKind::RenewDelegationToken(req) => renew_token::handle(ctx, &req, now).await.into(),
         RequestKind::ExpireDelegationToken(req) => expire_token::handle(ctx, &req, now).await.into(),
         RequestKind::DescribeDelegationToken(req) => describe_tokens::handle(ctx, v, &req).await.into(),
-        RequestKind::DescribeUserScramCredentials(req) if super_user => describe_user_scram::handle(ctx, &req).into(),
+        RequestKind::DescribeUserScramCredentials(req) if super_user => {
+            describe_user_scram::handle(ctx, &req).await.into()
+        }
         RequestKind::DescribeUserScramCredentials(req) => {
             describe_user_scram::refused(&req, error_code::CLUSTER_AUTHORIZATION_FAILED, None).into()
         }

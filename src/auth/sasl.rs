@@ -347,7 +347,7 @@ impl Authenticator {
                     // D-2, T-TLOGIN-3: the token must still be live when the login completes;
                     // a renewal since client-first counts.
                     (Ok(server_final), Some(mut identity)) => {
-                        match broker.tokens.live_until(&username, broker.clock.now_ms()) {
+                        match broker.tokens.live_until(&username, broker.clock.now_ms()).await {
                             Some(expiry_ts) => {
                                 identity.token_expiry_ms = Some(expiry_ts);
                                 Ok((server_final, identity))

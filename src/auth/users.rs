@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use ktb_protocol::scram::{ScramCredential, ScramMechanism, Secret};
 
-use crate::store::{GroupCommit, Op, Store, StoreError};
+use crate::store::{Guard, Op, Store, StoreError};
 
 const PREFIX: &[u8] = b"cred/";
 const RECORD_VERSION: u8 = 1;
@@ -83,21 +83,44 @@ impl Users {
         Users { store }
     }
 
-    /// The credential of `name` for `mech`, if any.
-    pub fn credential(&self, name: &str, mech: ScramMechanism) -> Result<Option<ScramCredential>, StoreError> {
+    /// The credential of `name` for `mech`, if any, as of now.
+    pub async fn credential(&self, name: &str, mech: ScramMechanism) -> Result<Option<ScramCredential>, StoreError> {
+        Ok(self.stamped(name, mech).await?.map(|(c, _)| c))
+    }
+
+    /// The credential of `name` for `mech` with the stamp that guards a change to it.
+    pub async fn stamped(
+        &self,
+        name: &str,
+        mech: ScramMechanism,
+    ) -> Result<Option<(ScramCredential, i64)>, StoreError> {
         let k = key(name, mech);
-        self.store.get(&k)?.map(|v| decode(&k, &v)).transpose()
+        match self.store.get(&k).await? {
+            Some(v) => Ok(Some((decode(&k, &v.value)?, v.stamp))),
+            None => Ok(None),
+        }
+    }
+
+    /// Both credentials of `name`, SHA-512 first, read together.
+    pub async fn both(&self, name: &str) -> Result<[Option<ScramCredential>; 2], StoreError> {
+        let keys = [key(name, ScramMechanism::Sha512), key(name, ScramMechanism::Sha256)];
+        let found = self.store.get_many(&keys).await?;
+        let mut out = [None, None];
+        for (i, (k, v)) in keys.iter().zip(found).enumerate() {
+            out[i] = v.map(|v| decode(k, &v.value)).transpose()?;
+        }
+        Ok(out)
     }
 
     /// True when no user has any credential.
-    pub fn is_empty(&self) -> Result<bool, StoreError> {
-        Ok(!self.store.any_with_prefix(PREFIX)?)
+    pub async fn is_empty(&self) -> Result<bool, StoreError> {
+        Ok(self.store.scan_prefix(PREFIX).await?.is_empty())
     }
 
     /// Every user with its `(mechanism, iterations)` pairs, sorted by name then mechanism.
-    pub fn list(&self) -> Result<BTreeMap<String, Vec<(ScramMechanism, u32)>>, StoreError> {
+    pub async fn list(&self) -> Result<BTreeMap<String, Vec<(ScramMechanism, u32)>>, StoreError> {
         let mut out: BTreeMap<String, Vec<(ScramMechanism, u32)>> = BTreeMap::new();
-        for (k, v) in self.store.scan_prefix(PREFIX)? {
+        for (k, v) in self.store.scan_prefix(PREFIX).await? {
             let Some((&code, name)) = k[PREFIX.len()..].split_first() else { continue };
             let Some(mech) = ScramMechanism::from_code(code as i8) else { continue };
             let cred = decode(&k, &v)?;
@@ -119,22 +142,32 @@ impl Users {
             .collect()
     }
 
-    /// Applies alterations for several users atomically and durably (T-USER-8), flushing
-    /// on the calling thread (startup and offline tools).
-    pub fn alter(&self, changes: &[(String, Alteration)]) -> Result<(), StoreError> {
-        self.store.apply_durable(Self::ops(changes))
+    /// The guard of a deletion that read `stamp` for `name`'s `mech` credential.
+    pub fn unchanged(name: &str, mech: ScramMechanism, stamp: i64) -> Guard {
+        Guard::Unchanged(key(name, mech), stamp)
     }
 
-    /// As [`Users::alter`], waiting for `commit` instead of flushing on the caller's
-    /// thread (the request path).
-    pub async fn alter_shared_flush(
-        &self,
-        changes: &[(String, Alteration)],
-        commit: &GroupCommit,
-    ) -> Result<(), StoreError> {
-        commit.note_write();
-        self.store.apply(Self::ops(changes))?;
-        commit.durable().await
+    /// Applies alterations for several users atomically and durably (T-USER-8) if every
+    /// guard holds; false when one did not and nothing changed.
+    pub async fn alter(&self, changes: &[(String, Alteration)], guards: Vec<Guard>) -> Result<bool, StoreError> {
+        Ok(self.store.commit(guards, Self::ops(changes)).await?.is_some())
+    }
+
+    /// Creates the bootstrap user's credentials once per store (T-ZERO-4): false when the
+    /// store has users, or another broker created them first.
+    pub async fn bootstrap(&self, changes: &[(String, Alteration)]) -> Result<bool, StoreError> {
+        if !self.is_empty().await? {
+            return Ok(false);
+        }
+        // Guarded by the keys it writes: of brokers starting together, one creates it.
+        let guards = Self::ops(changes)
+            .into_iter()
+            .filter_map(|op| match op {
+                Op::Put(k, _) => Some(Guard::Absent(k)),
+                Op::Delete(_) => None,
+            })
+            .collect();
+        self.alter(changes, guards).await
     }
 }
 
@@ -144,17 +177,22 @@ mod tests {
     use crate::store::SledStore;
 
     /// T-USER-1: a user exists while it has a credential; records round-trip.
-    #[test]
-    fn t_user_1_credentials_round_trip() {
+    #[tokio::test]
+    async fn t_user_1_credentials_round_trip() {
         let tmp = tempfile::tempdir().unwrap();
         let users = Users::new(Arc::new(SledStore::open(&tmp.path().join("s")).unwrap()));
-        assert!(users.is_empty().unwrap());
+        assert!(users.is_empty().await.unwrap());
         let c = ScramCredential::from_password(ScramMechanism::Sha512, b"pw", vec![1; 32], 8192);
-        users.alter(&[("bob".into(), Alteration::Upsert(ScramMechanism::Sha512, c.clone()))]).unwrap();
-        assert_eq!(users.credential("bob", ScramMechanism::Sha512).unwrap(), Some(c));
-        assert_eq!(users.credential("bob", ScramMechanism::Sha256).unwrap(), None);
-        assert_eq!(users.list().unwrap().get("bob"), Some(&vec![(ScramMechanism::Sha512, 8192)]));
-        users.alter(&[("bob".into(), Alteration::Delete(ScramMechanism::Sha512))]).unwrap();
-        assert!(users.is_empty().unwrap());
+        let bob = |a| [("bob".to_owned(), a)];
+        assert!(users.alter(&bob(Alteration::Upsert(ScramMechanism::Sha512, c.clone())), vec![]).await.unwrap());
+        assert_eq!(users.credential("bob", ScramMechanism::Sha512).await.unwrap(), Some(c.clone()));
+        assert_eq!(users.credential("bob", ScramMechanism::Sha256).await.unwrap(), None);
+        assert_eq!(users.both("bob").await.unwrap(), [Some(c), None]);
+        assert_eq!(users.list().await.unwrap().get("bob"), Some(&vec![(ScramMechanism::Sha512, 8192)]));
+        let (_, stamp) = users.stamped("bob", ScramMechanism::Sha512).await.unwrap().unwrap();
+        let guard = || vec![Users::unchanged("bob", ScramMechanism::Sha512, stamp)];
+        assert!(users.alter(&bob(Alteration::Delete(ScramMechanism::Sha512)), guard()).await.unwrap());
+        assert!(!users.alter(&bob(Alteration::Delete(ScramMechanism::Sha512)), guard()).await.unwrap(), "stale");
+        assert!(users.is_empty().await.unwrap());
     }
 }

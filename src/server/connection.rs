@@ -51,7 +51,7 @@ async fn revoked(broker: &Broker, signal: &mut Revocation) {
                 expiry = *rx.borrow_and_update();
             }
             _ = broker.clock.sleep_until(expiry.saturating_add(1)) => {
-                match broker.tokens.live_until(id, broker.clock.now_ms()) {
+                match broker.tokens.live_until(id, broker.clock.now_ms()).await {
                     // Live means its expiry is now or later: never a wait in the past.
                     Some(current) => expiry = current,
                     None => return,
@@ -173,7 +173,7 @@ pub(super) async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
                 }
             }
         };
-        if !watch_token(&broker, &auth, &mut revocation) {
+        if !watch_token(&broker, &auth, &mut revocation).await {
             info!(%peer, "closing: the session's token was expired or deleted");
             return;
         }
@@ -249,7 +249,7 @@ fn token_gone(broker: &Broker, revocation: &Revocation) -> bool {
 /// Keeps `revocation` on the token the session logged in with (D-22): subscribed once per
 /// token, so a re-authentication with another token follows it. False when the token is
 /// already gone.
-fn watch_token(broker: &Broker, auth: &Authenticator, revocation: &mut Revocation) -> bool {
+async fn watch_token(broker: &Broker, auth: &Authenticator, revocation: &mut Revocation) -> bool {
     let Some(id) = auth.session().token_id.as_deref() else {
         *revocation = None;
         return true;
@@ -257,7 +257,7 @@ fn watch_token(broker: &Broker, auth: &Authenticator, revocation: &mut Revocatio
     if revocation.as_ref().is_some_and(|(watched, _)| watched == id) {
         return true;
     }
-    let rx = broker.tokens.revocation(id, broker.clock.now_ms());
+    let rx = broker.tokens.revocation(id, broker.clock.now_ms()).await;
     let live = *rx.borrow() != crate::tokens::DELETED;
     *revocation = Some((id.to_owned(), rx));
     live

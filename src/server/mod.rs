@@ -142,7 +142,7 @@ impl Server {
         if tokio::time::timeout(grace, done_rx.recv()).await.is_err() {
             warn!("shutdown grace period of {grace:?} ended with connections still busy; closing them");
         }
-        broker.store.flush()?;
+        broker.store.close().await?;
         info!("store flushed; stopped");
         Ok(())
     }

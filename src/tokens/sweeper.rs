@@ -17,7 +17,7 @@ pub async fn run(tokens: Arc<Tokens>, clock: Arc<dyn Clock>, interval_ms: i64, m
             _ = clock.sleep_until(next) => {}
             _ = stop.wait_for(|s| *s) => return,
         }
-        if let Err(e) = tokens.clone().sweep(clock.now_ms()).await {
+        if let Err(e) = tokens.sweep(clock.now_ms()).await {
             error!("the expired-token sweep failed; it runs again in {interval_ms} ms: {e}");
         }
     }

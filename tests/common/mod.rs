@@ -90,7 +90,7 @@ impl TestBroker {
         overrides.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
         let (config, _) = Config::load(None, [], &overrides).unwrap();
         let options = StartOptions { clock, admin_password: Some(ADMIN_PASSWORD.to_owned()) };
-        let server = Server::bind(Broker::open(config, options).unwrap()).await.unwrap();
+        let server = Server::bind(Broker::open(config, options).await.unwrap()).await.unwrap();
         let addrs = server.local_addrs();
         let addr = addrs[0];
         let (tx, rx) = oneshot::channel();
