@@ -12,6 +12,7 @@ use crate::auth::kdf::KdfPool;
 use crate::auth::users::{Alteration, Users};
 use crate::auth::{Identity, Principal};
 use crate::clock::{Clock, SystemClock};
+use crate::cluster::Cluster;
 use crate::config::{Config, SecretSetting, StoreKind};
 use crate::datadir::DataDir;
 use crate::store::etcd::EtcdStore;
@@ -49,6 +50,8 @@ pub struct Broker {
     pub users: Users,
     /// Delegation tokens.
     pub tokens: Arc<Tokens>,
+    /// The brokers of the cluster (this one alone on sled).
+    pub cluster: Arc<Cluster>,
     /// The broker's notion of now.
     pub clock: Arc<dyn Clock>,
     /// The data dir's key for the fake salts of unknown names and the salts of token
@@ -89,14 +92,14 @@ impl Broker {
     /// store has no users (T-PERSIST-4's first steps, T-ZERO-4).
     pub async fn open(config: Config, options: StartOptions) -> Result<Broker, StartupError> {
         let data_dir = DataDir::open(&config.data_dir, config.node_id).map_err(|e| StartupError(e.0))?;
-        let store: Arc<dyn Store> = match &config.store {
+        let (store, etcd_store): (Arc<dyn Store>, _) = match &config.store {
             StoreKind::Sled => {
                 let sled = SledStore::open(&data_dir.store_path()).map_err(|e| {
                     StartupError(format!("cannot open the store in {}: {e}", data_dir.path().display()))
                 })?;
                 crate::tokens::remove_legacy_index_keys(&sled)
                     .map_err(|e| StartupError(format!("cannot migrate the store: {e}")))?;
-                Arc::new(sled)
+                (Arc::new(sled), None)
             }
             StoreKind::Etcd(etcd) => {
                 if matches!(config.token_secret, SecretSetting::Generated) {
@@ -111,7 +114,8 @@ impl Broker {
                 let store = EtcdStore::connect(etcd, timeout)
                     .await
                     .map_err(|e| StartupError(format!("cannot use etcd at {}: {e}", etcd.endpoints.join(","))))?;
-                Arc::new(store)
+                let store = Arc::new(store);
+                (store.clone(), Some(store))
             }
         };
         // Files sled created with the process umask, or an earlier build left readable.
@@ -142,12 +146,20 @@ impl Broker {
         };
         let kdf = KdfPool::for_this_machine()
             .map_err(|e| StartupError(format!("cannot start the key-derivation threads: {e}")))?;
+        let cluster = Arc::new(match (&config.store, etcd_store) {
+            (StoreKind::Etcd(etcd), Some(store)) => {
+                let instance = data_dir.instance_id().map_err(|e| StartupError(e.0))?;
+                Cluster::on_etcd(store, config.node_id, instance, etcd.lease_ms)
+            }
+            _ => Cluster::single(config.node_id),
+        });
         let users = Users::new(store.clone());
         let generated_admin_password = bootstrap_user(&config, &users, options.admin_password).await?;
         let logins = LoginKeys { kdf: kdf.clone(), salt_key: fake_salt_key };
-        let tokens = open_tokens(&config, &data_dir, store.clone(), options.clock.as_ref(), logins).await?;
+        let tokens = open_tokens(&config, &data_dir, store.clone(), &cluster, options.clock.as_ref(), logins).await?;
         Ok(Broker {
             tokens,
+            cluster,
             cluster_id,
             config,
             store,
@@ -269,18 +281,33 @@ async fn open_tokens(
     config: &Config,
     data_dir: &DataDir,
     store: Arc<dyn Store>,
+    cluster: &Cluster,
     clock: &dyn Clock,
     logins: LoginKeys,
 ) -> Result<Arc<Tokens>, StartupError> {
     let secret = MasterSecret::load(&config.token_secret, data_dir.path()).map_err(StartupError)?;
-    if secret.is_none() {
-        warn!("delegation.token.secret.key is empty: delegation tokens are disabled");
+    match &secret {
+        None => warn!("delegation.token.secret.key is empty: delegation tokens are disabled"),
+        Some(s) if matches!(config.store, StoreKind::Etcd(_)) => {
+            let fingerprint = {
+                let s = MasterSecret::new_from(s);
+                tokio::task::spawn_blocking(move || s.fingerprint(""))
+                    .await
+                    .map_err(|e| StartupError(format!("the fingerprint task failed: {e}")))?
+            };
+            cluster.check_fingerprint("default", fingerprint).await?;
+        }
+        Some(_) => {}
     }
     let store_err = |e: crate::store::StoreError| StartupError(format!("cannot load tokens: {e}"));
     let wait = std::time::Duration::from_millis(config.etcd_request_timeout_ms.max(1) as u64);
     let tokens =
         Tokens::open(store, secret, TokenSettings::from_config(config), logins, wait).await.map_err(store_err)?;
-    let swept = tokens.sweep(clock.now_ms()).await.map_err(store_err)?;
+    // On etcd only the elected sweeper sweeps, and it is elected once registered.
+    let swept = match config.store {
+        StoreKind::Sled => tokens.sweep(clock.now_ms()).await.map_err(store_err)?,
+        StoreKind::Etcd(_) => 0,
+    };
     info!(indexed = tokens.len(), swept, "tokens loaded");
     Ok(tokens)
 }

@@ -78,6 +78,23 @@ impl DataDir {
         Ok(DataDir { path: path.to_owned(), _lock: lock, cluster_id })
     }
 
+    /// This data dir's instance id in `meta.properties` (created on first use): a broker
+    /// restarting on the same directory reclaims its own cluster registration with it
+    /// (T-CLUSTER-4).
+    pub fn instance_id(&self) -> Result<String, DataDirError> {
+        let path = self.path.join("meta.properties");
+        let text =
+            std::fs::read_to_string(&path).map_err(|e| DataDirError(format!("cannot read {}: {e}", path.display())))?;
+        if let Some(id) = text.lines().find_map(|l| l.strip_prefix("instance.id=")).filter(|id| !id.is_empty()) {
+            return Ok(id.to_owned());
+        }
+        let id = uuid::Uuid::new_v4().to_string();
+        let updated = format!("{}{}instance.id={id}\n", text, if text.ends_with('\n') { "" } else { "\n" });
+        atomic_write(&path, updated.as_bytes(), 0o600)
+            .map_err(|e| DataDirError(format!("cannot write {}: {e}", path.display())))?;
+        Ok(id)
+    }
+
     /// The directory itself.
     pub fn path(&self) -> &Path {
         &self.path

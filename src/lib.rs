@@ -10,6 +10,7 @@ pub mod broker;
 pub mod cli;
 pub mod client;
 pub mod clock;
+pub mod cluster;
 pub mod config;
 pub mod datadir;
 pub mod fsutil;

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Runs the whole test suite on a fresh machine: installs what the tests need (kcat and
-# docker-compose from Debian, kafka-python from PyPI into tests/interop/.venv,
+# Runs the whole test suite on a fresh machine: installs what the tests need (kcat,
+# docker-compose and etcd-server from Debian, kafka-python from PyPI into tests/interop/.venv,
 # @platformatic/kafka from npm into tests/interop/node, which needs Node 20+ and npm), checks
 # formatting and lints, validates the compose file, then runs every test, the interop
 # tests with real third-party clients included.
@@ -10,6 +10,7 @@ cd "$(dirname "$0")/.."
 missing=()
 command -v kcat >/dev/null 2>&1 || missing+=(kcat)
 command -v docker-compose >/dev/null 2>&1 || missing+=(docker-compose)
+command -v etcd >/dev/null 2>&1 || missing+=(etcd-server)
 if [ ${#missing[@]} -gt 0 ]; then
   sudo=""
   [ "$(id -u)" -eq 0 ] || sudo="sudo"

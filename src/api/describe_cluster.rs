@@ -11,7 +11,7 @@ use super::metadata::{OPERATIONS_NOT_COMPUTED, cluster_operations};
 const BROKERS: i8 = 1;
 const CONTROLLERS: i8 = 2;
 
-/// Answers DescribeCluster for this single node.
+/// Answers DescribeCluster with every live broker (T-CLUSTER-4).
 pub fn handle(ctx: &Context<'_>, version: i16, req: &DescribeClusterRequest) -> DescribeClusterResponse {
     // A v0 request has no endpoint type and always means brokers.
     let endpoint_type = if version >= 1 { req.endpoint_type } else { BROKERS };
@@ -31,16 +31,21 @@ pub fn handle(ctx: &Context<'_>, version: i16, req: &DescribeClusterRequest) -> 
             .with_controller_id(BrokerId(-1))
             .with_cluster_authorized_operations(OPERATIONS_NOT_COMPUTED);
     }
-    let config = &ctx.broker.config;
+    let cluster = &ctx.broker.cluster;
+    let brokers = cluster
+        .brokers(ctx.endpoint)
+        .into_iter()
+        .map(|(id, hp)| {
+            DescribeClusterBroker::default()
+                .with_broker_id(BrokerId(id))
+                .with_host(StrBytes::from_string(hp.host))
+                .with_port(i32::from(hp.port))
+        })
+        .collect();
     DescribeClusterResponse::default()
         .with_cluster_id(StrBytes::from_string(ctx.broker.cluster_id.clone()))
-        .with_controller_id(BrokerId(config.node_id))
-        .with_brokers(vec![
-            DescribeClusterBroker::default()
-                .with_broker_id(BrokerId(config.node_id))
-                .with_host(StrBytes::from_string(ctx.endpoint.host.clone()))
-                .with_port(i32::from(ctx.endpoint.port)),
-        ])
+        .with_controller_id(BrokerId(cluster.controller_id()))
+        .with_brokers(brokers)
         .with_cluster_authorized_operations(if req.include_cluster_authorized_operations {
             cluster_operations(ctx)
         } else {

@@ -24,7 +24,6 @@ pub fn handle<'a>(
     req: &MetadataRequest,
     topics: &'a MetadataTopics,
 ) -> Option<(MetadataResponse, UnknownTopics<'a>)> {
-    let config = &ctx.broker.config;
     if version < 12 && topics.any_by_id() {
         return None;
     }
@@ -33,14 +32,20 @@ pub fn handle<'a>(
         name_error: error_code::UNKNOWN_TOPIC_OR_PARTITION,
         id_error: error_code::UNKNOWN_TOPIC_ID,
     };
-    let mut resp = MetadataResponse::default().with_brokers(vec![
-        MetadataResponseBroker::default()
-            .with_node_id(BrokerId(config.node_id))
-            .with_host(StrBytes::from_string(ctx.endpoint.host.clone()))
-            .with_port(i32::from(ctx.endpoint.port)),
-    ]);
+    let cluster = &ctx.broker.cluster;
+    let brokers = cluster
+        .brokers(ctx.endpoint)
+        .into_iter()
+        .map(|(id, hp)| {
+            MetadataResponseBroker::default()
+                .with_node_id(BrokerId(id))
+                .with_host(StrBytes::from_string(hp.host))
+                .with_port(i32::from(hp.port))
+        })
+        .collect();
+    let mut resp = MetadataResponse::default().with_brokers(brokers);
     if version >= 1 {
-        resp.controller_id = BrokerId(config.node_id);
+        resp.controller_id = BrokerId(cluster.controller_id());
     }
     if version >= 2 {
         resp.cluster_id = Some(StrBytes::from_string(ctx.broker.cluster_id.clone()));

@@ -66,6 +66,8 @@ impl Server {
             });
             listeners.push(BoundListener { name: l.name.clone(), protocol: l.protocol, tcp, advertised, tls });
         }
+        let endpoints = listeners.iter().map(|l| (l.name.clone(), l.advertised.clone())).collect();
+        broker.cluster.register(endpoints).await?;
         Ok(Server { broker: Arc::new(broker), listeners })
     }
 
@@ -125,6 +127,7 @@ impl Server {
         }
         drop(done_tx);
         let sweeper = tokio::spawn(crate::tokens::sweeper::run(
+            broker.cluster.clone(),
             broker.tokens.clone(),
             broker.clock.clone(),
             broker.config.token_expiry_check_interval_ms,
@@ -142,6 +145,7 @@ impl Server {
         if tokio::time::timeout(grace, done_rx.recv()).await.is_err() {
             warn!("shutdown grace period of {grace:?} ended with connections still busy; closing them");
         }
+        broker.cluster.leave().await;
         broker.store.close().await?;
         info!("store flushed; stopped");
         Ok(())

@@ -14,7 +14,7 @@
 //! `ktb.etcd.request.timeout.ms`; a call that runs out answers [`StoreError::Unavailable`].
 
 use std::sync::Mutex;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use etcd_client::{
     Certificate, Client, Compare, CompareOp, ConnectOptions, GetOptions, Identity, TlsOptions, Txn, TxnOp,
@@ -44,6 +44,9 @@ pub struct EtcdStore {
     timeout: Duration,
     /// The feeds' watch tasks, stopped with the store.
     tasks: Mutex<Vec<JoinHandle<()>>>,
+    /// False while this broker holds no registration lease: commits answer 7
+    /// (T-CLUSTER-4). Offline tools never register and never clear it.
+    writable: std::sync::atomic::AtomicBool,
 }
 
 impl Drop for EtcdStore {
@@ -121,8 +124,13 @@ impl EtcdStore {
             .await
             .map_err(|_| StoreError::Unavailable(format!("no etcd endpoint answered within {timeout:?}")))?
             .map_err(etcd_err)?;
-        let store =
-            EtcdStore { client, prefix: settings.prefix.as_bytes().to_vec(), timeout, tasks: Mutex::new(Vec::new()) };
+        let store = EtcdStore {
+            client,
+            prefix: settings.prefix.as_bytes().to_vec(),
+            timeout,
+            tasks: Mutex::new(Vec::new()),
+            writable: true.into(),
+        };
         store.check_schema().await?;
         Ok(store)
     }
@@ -150,15 +158,66 @@ impl EtcdStore {
         key.strip_prefix(self.prefix.as_slice()).unwrap_or(key).to_vec()
     }
 
-    /// Runs one etcd call within the request timeout.
-    async fn call<T>(
-        &self,
-        f: impl std::future::Future<Output = Result<T, etcd_client::Error>>,
-    ) -> Result<T, StoreError> {
-        match tokio::time::timeout(self.timeout, f).await {
-            Ok(r) => r.map_err(etcd_err),
-            Err(_) => Err(StoreError::Unavailable(format!("etcd did not answer within {:?}", self.timeout))),
+    /// Runs an etcd call, again after a retriable failure (a member down, a leader
+    /// election), until it succeeds or the request timeout has passed.
+    async fn call<T, F, Fut>(&self, deadline: Instant, mut f: F) -> Result<T, StoreError>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Result<T, etcd_client::Error>>,
+    {
+        let mut pause = Duration::from_millis(20);
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let err = match tokio::time::timeout(left, f()).await {
+                Ok(Ok(v)) => return Ok(v),
+                Ok(Err(e)) => etcd_err(e),
+                Err(_) => StoreError::Unavailable(format!("etcd did not answer within {:?}", self.timeout)),
+            };
+            if !matches!(err, StoreError::Unavailable(_)) || Instant::now() + pause >= deadline {
+                return Err(err);
+            }
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(Duration::from_millis(250));
         }
+    }
+
+    /// The deadline of a call starting now.
+    fn deadline(&self) -> Instant {
+        Instant::now() + self.timeout
+    }
+
+    /// Whether a commit whose answer was lost took effect: every put holds the value it
+    /// wrote and every deleted key is gone. Returns the marker's revision if so (at or
+    /// after the commit's).
+    async fn took_effect(&self, deadline: Instant, ops: &[Op]) -> Result<Option<Revision>, StoreError> {
+        let mut reads: Vec<TxnOp> = ops
+            .iter()
+            .map(|op| match op {
+                Op::Put(k, _) | Op::Delete(k) => TxnOp::get(self.key(k), None),
+            })
+            .collect();
+        reads.push(TxnOp::get(self.key(MARKER_KEY), None));
+        let resp = self
+            .call(deadline, || {
+                let mut kv = self.client.kv_client();
+                let txn = Txn::new().and_then(reads.clone());
+                async move { kv.txn(txn).await }
+            })
+            .await?;
+        let found: Vec<Option<(Vec<u8>, i64)>> = resp
+            .op_responses()
+            .into_iter()
+            .map(|r| match r {
+                TxnOpResponse::Get(g) => g.kvs().first().map(|kv| (kv.value().to_vec(), kv.mod_revision())),
+                _ => None,
+            })
+            .collect();
+        let applied = ops.iter().zip(&found).all(|(op, now)| match (op, now) {
+            (Op::Put(_, v), Some((held, _))) => held == v,
+            (Op::Delete(_), None) => true,
+            _ => false,
+        });
+        Ok(applied.then(|| found.last().cloned().flatten().map(|(_, r)| r).unwrap_or(0)))
     }
 
     /// The client, for the cluster's own keys (membership, election).
@@ -169,6 +228,11 @@ impl EtcdStore {
     /// The full etcd key of a store key.
     pub fn full_key(&self, key: &[u8]) -> Vec<u8> {
         self.key(key)
+    }
+
+    /// Lets commits through or refuses them with [`StoreError::Unavailable`].
+    pub fn set_writable(&self, writable: bool) {
+        self.writable.store(writable, std::sync::atomic::Ordering::SeqCst);
     }
 
     /// The request timeout.
@@ -193,8 +257,12 @@ impl EtcdStore {
             if revision > 0 {
                 options = options.with_revision(revision);
             }
-            let mut kv = self.client.kv_client();
-            let resp = self.call(kv.get(start.clone(), Some(options))).await?;
+            let resp = self
+                .call(self.deadline(), || {
+                    let (mut kv, start, options) = (self.client.kv_client(), start.clone(), options.clone());
+                    async move { kv.get(start, Some(options)).await }
+                })
+                .await?;
             if revision == 0 {
                 revision = resp.header().map(|h| h.revision()).unwrap_or(0);
             }
@@ -218,8 +286,13 @@ impl EtcdStore {
 impl Store for EtcdStore {
     fn get<'a>(&'a self, key: &'a [u8]) -> StoreFuture<'a, Option<Versioned>> {
         Box::pin(async move {
-            let mut kv = self.client.kv_client();
-            let resp = self.call(kv.get(self.key(key), None)).await?;
+            let full = self.key(key);
+            let resp = self
+                .call(self.deadline(), || {
+                    let (mut kv, full) = (self.client.kv_client(), full.clone());
+                    async move { kv.get(full, None).await }
+                })
+                .await?;
             Ok(resp.kvs().first().map(|kv| Versioned { value: kv.value().to_vec(), stamp: kv.mod_revision() }))
         })
     }
@@ -228,9 +301,14 @@ impl Store for EtcdStore {
         Box::pin(async move {
             let mut out = Vec::with_capacity(keys.len());
             for chunk in keys.chunks(READS_PER_TXN) {
-                let txn = Txn::new().and_then(chunk.iter().map(|k| TxnOp::get(self.key(k), None)).collect::<Vec<_>>());
-                let mut kv = self.client.kv_client();
-                let resp = self.call(kv.txn(txn)).await?;
+                let reads: Vec<TxnOp> = chunk.iter().map(|k| TxnOp::get(self.key(k), None)).collect();
+                let resp = self
+                    .call(self.deadline(), || {
+                        let mut kv = self.client.kv_client();
+                        let txn = Txn::new().and_then(reads.clone());
+                        async move { kv.txn(txn).await }
+                    })
+                    .await?;
                 for r in resp.op_responses() {
                     let TxnOpResponse::Get(g) = r else {
                         return Err(StoreError::Io("etcd answered a read with another operation".into()));
@@ -265,6 +343,11 @@ impl Store for EtcdStore {
 
     fn commit(&self, guards: Vec<Guard>, ops: Vec<Op>) -> StoreFuture<'_, Option<Revision>> {
         Box::pin(async move {
+            if !self.writable.load(std::sync::atomic::Ordering::SeqCst) {
+                return Err(StoreError::Unavailable(
+                    "this broker has lost its cluster registration and is renewing it".into(),
+                ));
+            }
             let compares: Vec<Compare> = guards
                 .into_iter()
                 .map(|g| match g {
@@ -273,17 +356,45 @@ impl Store for EtcdStore {
                 })
                 .collect();
             let mut writes: Vec<TxnOp> = ops
-                .into_iter()
+                .iter()
+                .cloned()
                 .map(|op| match op {
                     Op::Put(k, v) => TxnOp::put(self.key(&k), v, None),
                     Op::Delete(k) => TxnOp::delete(self.key(&k), None),
                 })
                 .collect();
             writes.push(TxnOp::put(self.key(MARKER_KEY), Vec::new(), None));
-            let mut kv = self.client.kv_client();
-            let resp = self.call(kv.txn(Txn::new().when(compares).and_then(writes))).await?;
-            let revision = resp.header().map(|h| h.revision()).unwrap_or(0);
-            Ok(resp.succeeded().then_some(revision))
+            let txn = Txn::new().when(compares).and_then(writes);
+            // A failure after the request left may hide a commit: it is looked for before
+            // the transaction is sent again (T-CLUSTER-7).
+            let deadline = self.deadline();
+            let mut pause = Duration::from_millis(20);
+            loop {
+                let mut kv = self.client.kv_client();
+                let left = deadline.saturating_duration_since(Instant::now());
+                let err = match tokio::time::timeout(left, kv.txn(txn.clone())).await {
+                    Ok(Ok(resp)) => {
+                        let revision = resp.header().map(|h| h.revision()).unwrap_or(0);
+                        return Ok(resp.succeeded().then_some(revision));
+                    }
+                    Ok(Err(e)) => etcd_err(e),
+                    Err(_) => StoreError::Unavailable(format!("etcd did not answer within {:?}", self.timeout)),
+                };
+                if !matches!(err, StoreError::Unavailable(_)) {
+                    return Err(err);
+                }
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(Duration::from_millis(250));
+                if Instant::now() >= deadline {
+                    return Err(err);
+                }
+                match self.took_effect(deadline, &ops).await {
+                    Ok(Some(revision)) => return Ok(Some(revision)),
+                    Ok(None) => {}
+                    // Not even a read went through in time: the outcome stays unknown (7).
+                    Err(_) => return Err(err),
+                }
+            }
         })
     }
 
@@ -303,8 +414,13 @@ impl Store for EtcdStore {
 
     fn barrier(&self) -> StoreFuture<'_, Revision> {
         Box::pin(async move {
-            let mut kv = self.client.kv_client();
-            let resp = self.call(kv.get(self.key(MARKER_KEY), None)).await?;
+            let marker = self.key(MARKER_KEY);
+            let resp = self
+                .call(self.deadline(), || {
+                    let (mut kv, marker) = (self.client.kv_client(), marker.clone());
+                    async move { kv.get(marker, None).await }
+                })
+                .await?;
             Ok(resp.kvs().first().map(|kv| kv.mod_revision()).unwrap_or(0))
         })
     }

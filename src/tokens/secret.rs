@@ -28,6 +28,11 @@ impl std::fmt::Debug for MasterSecret {
 }
 
 impl MasterSecret {
+    /// A copy of `other`, for work off the async threads.
+    pub fn new_from(other: &MasterSecret) -> MasterSecret {
+        MasterSecret(Secret(other.0.expose().to_vec()))
+    }
+
     /// A secret from its string form.
     pub fn new(text: &str) -> MasterSecret {
         MasterSecret(Secret(text.as_bytes().to_vec()))
@@ -42,6 +47,15 @@ impl MasterSecret {
             SecretSetting::Configured(s) => Ok(Some(MasterSecret::new(s))),
             SecretSetting::Generated => load_or_generate(&data_dir.join(SECRET_FILE)).map(Some),
         }
+    }
+
+    /// The fingerprint brokers compare instead of the secret (T-CLUSTER-5, §9.7):
+    /// `hex(PBKDF2-HMAC-SHA256(key, "ktb-fp-v1" ‖ 0x00 ‖ key_id, 600000))`. Slow on purpose:
+    /// whoever reads it from etcd cannot test guesses of the secret quickly.
+    pub fn fingerprint(&self, key_id: &str) -> String {
+        let salt = [b"ktb-fp-v1\0".as_slice(), key_id.as_bytes()].concat();
+        let fp = ktb_protocol::scram::ScramMechanism::Sha256.salted_password(self.0.expose(), &salt, 600_000);
+        fp.expose().iter().map(|b| format!("{b:02x}")).collect()
     }
 
     /// `HMAC(secret, tokenId)` with `alg` (T-HMAC-1).

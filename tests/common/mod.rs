@@ -2,6 +2,8 @@
 //! minimal client that speaks through the same codec as the broker.
 #![allow(dead_code)]
 
+pub mod etcd;
+
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};

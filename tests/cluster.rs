@@ -1,0 +1,327 @@
+//! A cluster of brokers on a real three-member etcd cluster (SPEC §9.3, T-CLUSTER-*),
+//! started and stopped by each test on loopback ports.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::etcd::EtcdCluster;
+use common::token_api::{create_ok, describe, expire, ids, renew};
+use common::{KtbProcess, TestBroker, token_login};
+use kafka_token_broker::clock::SystemClock;
+use kafka_token_broker::config::{Config, StoreKind};
+use kafka_token_broker::store::etcd::EtcdStore;
+use ktb_protocol::scram::ScramMechanism;
+
+/// The master secret every broker of a test cluster shares.
+const SECRET: &str = "cluster-test-secret";
+
+/// The etcd settings for `endpoints` and `prefix`, as the configuration types them.
+fn etcd_settings(endpoints: &str, prefix: &str) -> kafka_token_broker::config::EtcdSettings {
+    let overrides = [
+        ("ktb.store".to_owned(), "etcd".to_owned()),
+        ("ktb.etcd.endpoints".to_owned(), endpoints.to_owned()),
+        ("ktb.etcd.prefix".to_owned(), prefix.to_owned()),
+    ];
+    match Config::load(None, [], &overrides).unwrap().0.store {
+        StoreKind::Etcd(s) => s,
+        other => panic!("{other:?}"),
+    }
+}
+
+/// A SASL broker in this process on the etcd cluster under `prefix`, as node `node_id`.
+async fn broker(etcd: &EtcdCluster, prefix: &str, node_id: i32, extra: &[(&str, &str)]) -> TestBroker {
+    let node = node_id.to_string();
+    let endpoints = etcd.endpoints();
+    let mut all = vec![
+        ("listeners", "SASL_PLAINTEXT://127.0.0.1:0"),
+        ("connection.failed.authentication.delay.ms", "0"),
+        ("ktb.store", "etcd"),
+        ("ktb.etcd.endpoints", endpoints.as_str()),
+        ("ktb.etcd.prefix", prefix),
+        ("node.id", node.as_str()),
+        ("delegation.token.secret.key", SECRET),
+    ];
+    all.extend_from_slice(extra);
+    TestBroker::start_with(&all, Arc::new(SystemClock)).await
+}
+
+/// T-CLUSTER-1, T-CLUSTER-2: the store contract the sled store passes holds on etcd:
+/// guarded commits, read-after-commit, the ordered feed with previous values, barriers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn t_cluster_2_store_contract_holds_for_etcd() {
+    let etcd = EtcdCluster::start(3).await;
+    let store =
+        EtcdStore::connect(&etcd_settings(&etcd.endpoints(), "/conformance/"), Duration::from_secs(5)).await.unwrap();
+    kafka_token_broker::store::conformance::check(&store).await;
+}
+
+/// T-CLUSTER-3: a token created on broker A logs in on B and C at once, 1,000 times
+/// over, with no failure; an Expire on B is refused on A and C at once; a Renew on C
+/// shows in a Describe on A.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn t_cluster_3_read_your_writes_across_brokers() {
+    let etcd = EtcdCluster::start(3).await;
+    let (a, b, c) = (
+        broker(&etcd, "/ryw/", 1, &[]).await,
+        broker(&etcd, "/ryw/", 2, &[]).await,
+        broker(&etcd, "/ryw/", 3, &[]).await,
+    );
+    let mut on_a = a.connect().await;
+    on_a.login_admin().await;
+    let mech = ScramMechanism::Sha256;
+    let mut failures = Vec::new();
+    for i in 0..1_000 {
+        let r = create_ok(&mut on_a, &[]).await;
+        let id = r.token_id.to_string();
+        let (lb, lc) =
+            tokio::join!(token_login(b.addr, mech, &id, &r.hmac, false), token_login(c.addr, mech, &id, &r.hmac, true));
+        if lb.1.error_code != 0 || lc.1.error_code != 0 {
+            failures.push((i, lb.1.error_code, lc.1.error_code));
+        }
+    }
+    assert!(failures.is_empty(), "cross-broker logins failed (iteration, B, C): {failures:?}");
+
+    // Expire on B: refused on A and C at once.
+    let t = create_ok(&mut on_a, &[]).await;
+    let mut on_b = b.connect().await;
+    on_b.login_admin().await;
+    assert_eq!(expire(&mut on_b, 2, &t.hmac, -1).await.error_code, 0);
+    for addr in [a.addr, c.addr] {
+        let (_, r) = token_login(addr, mech, &t.token_id, &t.hmac, false).await;
+        assert_eq!(r.error_code, 58, "a token expired on B logs in nowhere");
+    }
+    let mut on_c = c.connect().await;
+    on_c.login_admin().await;
+    assert_eq!(renew(&mut on_c, 2, &t.hmac, 1_000).await.error_code, 62, "C knows it is gone");
+
+    // Renew on C: Describe on A shows the new expiry at once.
+    let t = create_ok(&mut on_a, &[]).await;
+    let renewed = renew(&mut on_c, 2, &t.hmac, 3_600_000).await;
+    assert_eq!(renewed.error_code, 0);
+    assert!(renewed.expiry_timestamp_ms < t.expiry_timestamp_ms, "a shorter period moves the expiry");
+    let d = describe(&mut on_a, 3, None).await;
+    let shown = d.tokens.iter().find(|x| x.token_id == t.token_id).expect("listed on A");
+    assert_eq!(shown.expiry_timestamp, renewed.expiry_timestamp_ms, "A shows C's renewal");
+    assert!(ids(&d).len() >= 1_001, "A lists every token created through it");
+}
+
+/// `ktb serve` as a process on the etcd cluster under `prefix`, as node `node_id`, with
+/// its own data dir under `cwd`.
+fn ktb_process(etcd: &EtcdCluster, cwd: &std::path::Path, prefix: &str, node_id: i32, secret: &str) -> KtbProcess {
+    let o = |k: &str, v: &str| format!("{k}={v}");
+    let dir = cwd.join(format!("node{node_id}"));
+    let args = [
+        o("listeners", "SASL_PLAINTEXT://127.0.0.1:0"),
+        o("ktb.data.dir", &dir.display().to_string()),
+        o("ktb.store", "etcd"),
+        o("ktb.etcd.endpoints", &etcd.endpoints()),
+        o("ktb.etcd.prefix", prefix),
+        o("node.id", &node_id.to_string()),
+        o("delegation.token.secret.key", secret),
+        o("connection.failed.authentication.delay.ms", "0"),
+    ];
+    let args: Vec<String> = args.iter().flat_map(|a| ["--override".to_owned(), a.clone()]).collect();
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    KtbProcess::start(cwd, &args, &[("KTB_ADMIN_PASSWORD", common::ADMIN_PASSWORD)])
+}
+
+/// The brokers a Metadata v12 answer lists, as (node id, port), and its controller id.
+async fn metadata_brokers(addr: std::net::SocketAddr) -> (Vec<(i32, i32)>, i32) {
+    use kafka_protocol::messages::{ApiKey, MetadataRequest, ResponseKind};
+    let mut c = common::TestClient::connect(addr).await;
+    c.login_admin().await;
+    match c.call(ApiKey::Metadata, 12, MetadataRequest::default().into()).await {
+        ResponseKind::Metadata(r) => (r.brokers.iter().map(|b| (b.node_id.0, b.port)).collect(), r.controller_id.0),
+        other => panic!("{other:?}"),
+    }
+}
+
+/// T-CLUSTER-4, T-CLUSTER-5: three brokers list each other in Metadata with the lowest
+/// node id as controller; a second live broker with a taken node.id and a broker with
+/// another master secret are refused with exit 2 and a message naming the problem; a
+/// broker that stops leaves the list.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn t_cluster_4_membership_and_refusals() {
+    let etcd = EtcdCluster::start(3).await;
+    let cwd = tempfile::tempdir().unwrap();
+    let procs: Vec<KtbProcess> = (1..=3).map(|n| ktb_process(&etcd, cwd.path(), "/members/", n, SECRET)).collect();
+    let addrs: Vec<std::net::SocketAddr> = procs.iter().map(|p| p.addr.expect("listening")).collect();
+    let expected: Vec<(i32, i32)> =
+        addrs.iter().enumerate().map(|(i, a)| (i as i32 + 1, i32::from(a.port()))).collect();
+    for addr in &addrs {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let (brokers, controller) = metadata_brokers(*addr).await;
+            if brokers == expected {
+                assert_eq!(controller, 1, "the lowest live node id is the controller");
+                break;
+            }
+            assert!(std::time::Instant::now() < deadline, "{addr} lists {brokers:?}, not {expected:?}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    // node.id 2 again, from another data dir: refused while the first is live.
+    let other = tempfile::tempdir().unwrap();
+    let mut dup = ktb_process(&etcd, other.path(), "/members/", 2, SECRET);
+    assert_eq!(dup.wait_exit(), Some(2), "a taken node.id exits 2");
+    assert!(dup.log_lines().iter().any(|l| l.contains("node.id=2 is already registered")), "{:?}", dup.log_lines());
+
+    // Another secret: refused, the message names the fingerprint mismatch.
+    let mut wrong = ktb_process(&etcd, other.path(), "/members/", 4, "another-secret");
+    assert_eq!(wrong.wait_exit(), Some(2), "a mismatched secret exits 2");
+    let lines = wrong.log_lines();
+    assert!(lines.iter().any(|l| l.contains("differs from the one the cluster's other brokers use")), "{lines:?}");
+    assert!(!lines.iter().any(|l| l.contains("another-secret")), "the secret itself is never printed");
+
+    // Broker 1 stops: the others stop listing it, and 2 becomes the controller.
+    let mut procs = procs;
+    procs[0].signal("TERM");
+    assert_eq!(procs[0].wait_exit(), Some(0));
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let (brokers, controller) = metadata_brokers(addrs[1]).await;
+        if brokers == expected[1..] {
+            assert_eq!(controller, 2);
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "broker 1 still listed: {brokers:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    // Killed with SIGKILL, its registration outlives it until the lease runs out, yet
+    // restarted on its own data dir node 3 reclaims it at once instead of being refused.
+    procs[2].signal("KILL");
+    let _ = procs[2].wait_exit();
+    let back = ktb_process(&etcd, cwd.path(), "/members/", 3, SECRET);
+    assert!(back.addr.is_some(), "node 3 restarts on its data dir: {:?}", back.log_lines());
+    assert!(back.log_lines().iter().any(|l| l.contains("reclaimed this data dir's registration")));
+}
+
+/// What a Create answered.
+#[derive(Debug, Clone, PartialEq)]
+struct Acked {
+    id: String,
+    hmac: Vec<u8>,
+    issue: i64,
+    expiry: i64,
+    max: i64,
+}
+
+/// Creates tokens on `addrs[start]` until `stop`, moving to the next broker when a
+/// connection breaks; returns every acknowledged token and every error code.
+async fn create_storm(
+    addrs: Vec<std::net::SocketAddr>,
+    start: usize,
+    stop: tokio::sync::watch::Receiver<bool>,
+) -> (Vec<Acked>, Vec<i16>) {
+    let acked = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let errors = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let mut at = start;
+    while !*stop.borrow() {
+        let addr = addrs[at % addrs.len()];
+        at += 1;
+        // One task per connection: the test client panics when the broker goes away
+        // mid-call, and that answer never came, so nothing it held was acknowledged.
+        let (stop, acked, errors) = (stop.clone(), acked.clone(), errors.clone());
+        let _ = tokio::spawn(async move {
+            let mut c = common::TestClient::connect(addr).await;
+            c.login_admin().await;
+            while !*stop.borrow() {
+                let r = common::token_api::create(&mut c, 3, None, &[], -1).await;
+                if r.error_code == 0 {
+                    acked.lock().unwrap().push(Acked {
+                        id: r.token_id.to_string(),
+                        hmac: r.hmac.to_vec(),
+                        issue: r.issue_timestamp_ms,
+                        expiry: r.expiry_timestamp_ms,
+                        max: r.max_timestamp_ms,
+                    });
+                } else {
+                    errors.lock().unwrap().push(r.error_code);
+                }
+            }
+        })
+        .await;
+    }
+    let acked = acked.lock().unwrap().clone();
+    let errors = errors.lock().unwrap().clone();
+    (acked, errors)
+}
+
+/// Every token a super user's Describe on `addr` lists, by id.
+async fn described(addr: std::net::SocketAddr) -> std::collections::HashMap<String, Acked> {
+    let mut c = common::TestClient::connect(addr).await;
+    c.login_admin().await;
+    let d = describe(&mut c, 3, None).await;
+    assert_eq!(d.error_code, 0);
+    d.tokens
+        .iter()
+        .map(|t| {
+            let a = Acked {
+                id: t.token_id.to_string(),
+                hmac: t.hmac.to_vec(),
+                issue: t.issue_timestamp,
+                expiry: t.expiry_timestamp,
+                max: t.max_timestamp,
+            };
+            (a.id.clone(), a)
+        })
+        .collect()
+}
+
+/// T-CLUSTER-8: a broker killed with SIGKILL during an 8-stream create storm loses no
+/// acknowledged token: every one is on both survivors with identical details, and the
+/// storm's clients carry on through the other brokers. Then one etcd member of three is
+/// killed mid-storm: no create is refused and none is lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn t_cluster_8_no_acknowledged_change_is_lost() {
+    let mut etcd = EtcdCluster::start(3).await;
+    let cwd = tempfile::tempdir().unwrap();
+    let procs: Vec<KtbProcess> = (1..=3).map(|n| ktb_process(&etcd, cwd.path(), "/storm/", n, SECRET)).collect();
+    let addrs: Vec<std::net::SocketAddr> = procs.iter().map(|p| p.addr.expect("listening")).collect();
+
+    let storm = |stop: &tokio::sync::watch::Receiver<bool>| {
+        (0..8).map(|i| tokio::spawn(create_storm(addrs.clone(), i, stop.clone()))).collect::<Vec<_>>()
+    };
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let streams = storm(&stop_rx);
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    procs[0].signal("KILL");
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    stop_tx.send_replace(true);
+    let mut acked = Vec::new();
+    for s in streams {
+        let (a, _errors) = s.await.unwrap();
+        acked.extend(a);
+    }
+    assert!(acked.len() > 50, "the storm created tokens: {}", acked.len());
+    for addr in &addrs[1..] {
+        let listed = described(*addr).await;
+        for a in &acked {
+            assert_eq!(listed.get(&a.id), Some(a), "acknowledged token {} on {addr}", a.id);
+        }
+    }
+
+    // One etcd member of three dies mid-storm: nothing refused, nothing lost.
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let survivors = addrs[1..].to_vec();
+    let streams: Vec<_> = (0..8).map(|i| tokio::spawn(create_storm(survivors.clone(), i, stop_rx.clone()))).collect();
+    tokio::time::sleep(Duration::from_millis(1_000)).await;
+    etcd.kill(0);
+    tokio::time::sleep(Duration::from_millis(2_000)).await;
+    stop_tx.send_replace(true);
+    let (mut acked, mut errors) = (Vec::new(), Vec::new());
+    for s in streams {
+        let (a, e) = s.await.unwrap();
+        acked.extend(a);
+        errors.extend(e);
+    }
+    assert!(errors.is_empty(), "creates refused while one etcd member of three was down: {errors:?}");
+    let listed = described(survivors[0]).await;
+    for a in &acked {
+        assert_eq!(listed.get(&a.id), Some(a), "acknowledged token {}", a.id);
+    }
+}
