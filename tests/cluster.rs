@@ -68,20 +68,33 @@ async fn t_cluster_3_read_your_writes_across_brokers() {
         broker(&etcd, "/ryw/", 2, &[]).await,
         broker(&etcd, "/ryw/", 3, &[]).await,
     );
+    let mech = ScramMechanism::Sha256;
+    // 1,000 rounds in 8 concurrent streams of 125.
+    let rounds = (0..8).map(|stream| {
+        let (a, b, c) = (a.addr, b.addr, c.addr);
+        tokio::spawn(async move {
+            let mut on_a = common::TestClient::connect(a).await;
+            on_a.login_admin().await;
+            let mut failures = Vec::new();
+            for i in 0..125 {
+                let r = create_ok(&mut on_a, &[]).await;
+                let id = r.token_id.to_string();
+                let (lb, lc) =
+                    tokio::join!(token_login(b, mech, &id, &r.hmac, false), token_login(c, mech, &id, &r.hmac, true));
+                if lb.1.error_code != 0 || lc.1.error_code != 0 {
+                    failures.push((stream * 125 + i, lb.1.error_code, lc.1.error_code));
+                }
+            }
+            failures
+        })
+    });
+    let mut failures = Vec::new();
+    for r in rounds.collect::<Vec<_>>() {
+        failures.extend(r.await.unwrap());
+    }
+    assert!(failures.is_empty(), "cross-broker logins failed (round, B, C): {failures:?}");
     let mut on_a = a.connect().await;
     on_a.login_admin().await;
-    let mech = ScramMechanism::Sha256;
-    let mut failures = Vec::new();
-    for i in 0..1_000 {
-        let r = create_ok(&mut on_a, &[]).await;
-        let id = r.token_id.to_string();
-        let (lb, lc) =
-            tokio::join!(token_login(b.addr, mech, &id, &r.hmac, false), token_login(c.addr, mech, &id, &r.hmac, true));
-        if lb.1.error_code != 0 || lc.1.error_code != 0 {
-            failures.push((i, lb.1.error_code, lc.1.error_code));
-        }
-    }
-    assert!(failures.is_empty(), "cross-broker logins failed (iteration, B, C): {failures:?}");
 
     // Expire on B: refused on A and C at once.
     let t = create_ok(&mut on_a, &[]).await;
@@ -324,4 +337,75 @@ async fn t_cluster_8_no_acknowledged_change_is_lost() {
     for a in &acked {
         assert_eq!(listed.get(&a.id), Some(a), "acknowledged token {}", a.id);
     }
+}
+
+/// T-CLUSTER-6, T-SWEEP-1: one broker, elected through etcd, sweeps; the others see its
+/// deletions, so an expired token leaves every broker's Describe.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn t_cluster_6_one_sweeper_and_everyone_sees_it() {
+    let etcd = EtcdCluster::start(3).await;
+    let fast = [("delegation.token.expiry.check.interval.ms", "200")];
+    let brokers = [
+        broker(&etcd, "/sweep/", 1, &fast).await,
+        broker(&etcd, "/sweep/", 2, &fast).await,
+        broker(&etcd, "/sweep/", 3, &fast).await,
+    ];
+    let mut on_b = brokers[1].connect().await;
+    on_b.login_admin().await;
+    let short = common::token_api::create(&mut on_b, 3, None, &[], 1_000).await;
+    assert_eq!(short.error_code, 0);
+    let kept = create_ok(&mut on_b, &[]).await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    for b in &brokers {
+        loop {
+            let listed = described(b.addr).await;
+            if !listed.contains_key(&short.token_id.to_string()) {
+                assert!(listed.contains_key(&kept.token_id.to_string()), "the live token stays");
+                break;
+            }
+            assert!(std::time::Instant::now() < deadline, "the expired token is still listed on {}", b.addr);
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    let mut client = etcd_client::Client::connect(etcd.endpoint_list(), None).await.unwrap();
+    let holder = client.get("/sweep/sweeper", None).await.unwrap();
+    let holder = holder.kvs().first().map(|kv| kv.value_str().unwrap().to_owned());
+    assert!(matches!(holder.as_deref(), Some("1" | "2" | "3")), "one broker holds the sweeper key: {holder:?}");
+}
+
+/// T-CLUSTER-7: without an etcd quorum a Create answers 7 within the request timeout and
+/// leaves nothing behind; once the members are back the same broker creates again,
+/// without a restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn t_cluster_7_no_quorum_answers_7_then_resumes() {
+    let mut etcd = EtcdCluster::start(3).await;
+    let b = broker(&etcd, "/quorum/", 1, &[("ktb.etcd.request.timeout.ms", "2000")]).await;
+    let mut c = b.connect().await;
+    c.login_admin().await;
+    let before = create_ok(&mut c, &[]).await;
+    etcd.kill(1);
+    etcd.kill(2);
+    let started = std::time::Instant::now();
+    let refused = common::token_api::create(&mut c, 3, None, &[], -1).await;
+    assert_eq!(refused.error_code, 7, "no quorum: REQUEST_TIMED_OUT");
+    assert!(started.elapsed() < Duration::from_millis(4_000), "answered within the timeout: {:?}", started.elapsed());
+    etcd.restart(1);
+    etcd.restart(2);
+    etcd.wait_ready(Duration::from_secs(30)).await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let after = loop {
+        let r = common::token_api::create(&mut c, 3, None, &[], -1).await;
+        if r.error_code == 0 {
+            break r;
+        }
+        assert_eq!(r.error_code, 7, "only the retriable error while the broker re-registers");
+        assert!(std::time::Instant::now() < deadline, "the broker did not resume");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let listed = described(b.addr).await;
+    let mut ids: Vec<&String> = listed.keys().collect();
+    ids.sort();
+    let mut expected = vec![before.token_id.to_string(), after.token_id.to_string()];
+    expected.sort();
+    assert_eq!(ids, expected.iter().collect::<Vec<_>>(), "the refused create left nothing");
 }
