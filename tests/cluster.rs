@@ -405,7 +405,7 @@ async fn t_cluster_7_no_quorum_answers_7_then_resumes() {
     let listed = described(b.addr).await;
     let mut ids: Vec<&String> = listed.keys().collect();
     ids.sort();
-    let mut expected = vec![before.token_id.to_string(), after.token_id.to_string()];
+    let mut expected = [before.token_id.to_string(), after.token_id.to_string()];
     expected.sort();
     assert_eq!(ids, expected.iter().collect::<Vec<_>>(), "the refused create left nothing");
 }
