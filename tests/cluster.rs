@@ -120,24 +120,8 @@ async fn t_cluster_3_read_your_writes_across_brokers() {
     assert!(ids(&d).len() >= 1_001, "A lists every token created through it");
 }
 
-/// `ktb serve` as a process on the etcd cluster under `prefix`, as node `node_id`, with
-/// its own data dir under `cwd`.
 fn ktb_process(etcd: &EtcdCluster, cwd: &std::path::Path, prefix: &str, node_id: i32, secret: &str) -> KtbProcess {
-    let o = |k: &str, v: &str| format!("{k}={v}");
-    let dir = cwd.join(format!("node{node_id}"));
-    let args = [
-        o("listeners", "SASL_PLAINTEXT://127.0.0.1:0"),
-        o("ktb.data.dir", &dir.display().to_string()),
-        o("ktb.store", "etcd"),
-        o("ktb.etcd.endpoints", &etcd.endpoints()),
-        o("ktb.etcd.prefix", prefix),
-        o("node.id", &node_id.to_string()),
-        o("delegation.token.secret.key", secret),
-        o("connection.failed.authentication.delay.ms", "0"),
-    ];
-    let args: Vec<String> = args.iter().flat_map(|a| ["--override".to_owned(), a.clone()]).collect();
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    KtbProcess::start(cwd, &args, &[("KTB_ADMIN_PASSWORD", common::ADMIN_PASSWORD)])
+    etcd.broker_process(cwd, prefix, node_id, secret)
 }
 
 /// The brokers a Metadata v12 answer lists, as (node id, port), and its controller id.

@@ -166,3 +166,41 @@ async fn kcat_over_sasl_ssl() {
         assert!(stdout.contains(&format!("broker 1 at {tls_addr} (controller)")), "{stdout}");
     }
 }
+
+/// T-CLUSTER-3, T-CLUSTER-4 with librdkafka: on a three-broker cluster over a real etcd,
+/// `kcat -L` against broker 1 lists all three brokers, and a token created on broker 1
+/// logs in with kcat on broker 2 at once (implicit token login, SPEC D-1).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kcat_sees_the_cluster_and_logs_in_on_another_broker() {
+    let etcd = crate::common::etcd::EtcdCluster::start(3).await;
+    let cwd = tempfile::tempdir().unwrap();
+    let procs: Vec<KtbProcess> =
+        (1..=3).map(|n| etcd.broker_process(cwd.path(), "/kcat/", n, "kcat-cluster-secret")).collect();
+    let addrs: Vec<String> = procs.iter().map(|p| p.addr.expect("listening").to_string()).collect();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let out = kcat_scram(&addrs[0], "SCRAM-SHA-512", "admin", crate::common::ADMIN_PASSWORD);
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        if stdout.contains(" 3 brokers:") {
+            assert!(stdout.contains(&format!("broker 1 at {} (controller)", addrs[0])), "{stdout}");
+            for (i, a) in addrs.iter().enumerate().skip(1) {
+                assert!(stdout.contains(&format!("broker {} at {a}", i + 1)), "{stdout}");
+            }
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "kcat does not list three brokers: {stdout}");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let mut c = crate::common::TestClient::connect(procs[0].addr.unwrap()).await;
+    c.login_admin().await;
+    let t = crate::common::token_api::create_ok(&mut c, &[]).await;
+    let password = crate::common::token_password(&t.hmac);
+    let out = kcat_scram(&addrs[1], "SCRAM-SHA-256", &t.token_id, &password);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "the token made on broker 1 logs in on broker 2: {stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains(" 3 brokers:"), "{stdout}");
+}
