@@ -4,8 +4,15 @@
 //! `cargo bench --bench load -- --quick` (under a minute; the large store then holds
 //! 50,000 tokens instead of 1,000,000, and `tokens_large` says which).
 //!
+//! `-- --etcd` (with or without `--quick`) measures the etcd store instead: it starts a
+//! three-member etcd cluster on loopback (Debian's `etcd`), one and then three brokers on
+//! it, and a sled broker for comparison, and prints the `ratio.etcd_*` figures.
+//!
 //! Figures are ratios taken in one run on the same machine, because shared 2-core
 //! machines are noisy; absolute rates are printed for context.
+
+#[path = "../tests/common/etcd.rs"]
+mod etcd;
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;
@@ -48,10 +55,16 @@ impl Drop for Ktb {
 
 /// Starts ktb in `dir`; returns it once it listens, with the time that took.
 fn start(dir: &Path) -> (Ktb, Duration) {
+    start_with(dir, &[])
+}
+
+/// Starts ktb in `dir` with extra environment `env`.
+fn start_with(dir: &Path, env: &[(&str, &str)]) -> (Ktb, Duration) {
     let t0 = Instant::now();
     let mut child = Command::new(env!("CARGO_BIN_EXE_ktb"))
         .arg("serve")
         .current_dir(dir)
+        .envs(env.iter().copied())
         .env("KTB_LISTENERS", "SASL_PLAINTEXT://127.0.0.1:0")
         .env("KTB_ADMIN_PASSWORD", ADMIN_PW)
         .env("KTB_LOG", "warn,kafka_token_broker::server=info")
@@ -203,6 +216,11 @@ async fn latencies(addr: &str, samples: usize) -> (f64, f64) {
 /// One token login on a fresh connection: ApiVersions, SaslHandshake, SCRAM-SHA-256 with
 /// the client's key derivation cached.
 async fn token_login(addr: String, token_id: String, salted: SaltCache, password: String) {
+    assert!(try_token_login(addr, token_id, salted, password).await, "the token logs in");
+}
+
+/// [`token_login`], telling whether the login succeeded.
+async fn try_token_login(addr: String, token_id: String, salted: SaltCache, password: String) -> bool {
     let mut c = Client::connect(&addr, TIMEOUT, None).await.unwrap();
     let req = SaslHandshakeRequest::default().with_mechanism(s("SCRAM-SHA-256"));
     let ResponseKind::SaslHandshake(h) = c.call(ApiKey::SaslHandshake, 1, req.into()).await.unwrap() else { panic!() };
@@ -213,7 +231,9 @@ async fn token_login(addr: String, token_id: String, salted: SaltCache, password
     let ResponseKind::SaslAuthenticate(first) = c.call(ApiKey::SaslAuthenticate, v, req.into()).await.unwrap() else {
         panic!()
     };
-    assert_eq!(first.error_code, 0);
+    if first.error_code != 0 {
+        return false;
+    }
     let (_, last) = scram
         .client_final_with(&first.auth_bytes, |salt, iterations| {
             let mut cache = salted.lock().unwrap();
@@ -227,17 +247,20 @@ async fn token_login(addr: String, token_id: String, salted: SaltCache, password
         })
         .unwrap();
     let req = SaslAuthenticateRequest::default().with_auth_bytes(Bytes::from(last));
-    let ResponseKind::SaslAuthenticate(fin) = c.call(ApiKey::SaslAuthenticate, v, req.into()).await.unwrap() else {
-        panic!()
-    };
-    assert_eq!(fin.error_code, 0, "{:?}", fin.error_message);
+    match c.call(ApiKey::SaslAuthenticate, v, req.into()).await {
+        Ok(ResponseKind::SaslAuthenticate(fin)) => fin.error_code == 0,
+        _ => false,
+    }
 }
 
 fn main() {
     let quick = std::env::args().any(|a| a == "--quick");
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    if std::env::args().any(|a| a == "--etcd") {
+        return etcd_mode(&rt, quick);
+    }
     let (dur, samples, large) =
         if quick { (Duration::from_secs(3), 100, 50_000) } else { (Duration::from_secs(10), 300, 1_000_000) };
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
     println!("mode: {}", if quick { "quick" } else { "full" });
     println!("tokens_large: {large}");
 
@@ -362,4 +385,191 @@ fn main() {
     println!("ratio.token_login_vs_connect: {:.3}    # target >= 0.5", token_logins_per_s / connects_per_s);
     println!("ratio.create_p50_1m_vs_1k: {:.3}    # target <= 1.5", create_p50_large / create_p50_1k);
     println!("ratio.describe_owner_p50_1m_vs_1k: {:.3}    # target <= 1.5", describe_p50_large / describe_p50_1k);
+}
+
+/// The master secret of the etcd-mode brokers.
+const ETCD_SECRET: &str = "load-generator-cluster-secret";
+
+/// Starts a broker on `etcd` under `prefix` as `node_id`, in its own directory under `dir`.
+fn start_on_etcd(dir: &Path, etcd: &etcd::EtcdCluster, prefix: &str, node_id: i32) -> (Ktb, Duration) {
+    let node_dir = dir.join(format!("node{node_id}"));
+    std::fs::create_dir_all(&node_dir).unwrap();
+    let (endpoints, node) = (etcd.endpoints(), node_id.to_string());
+    start_with(
+        &node_dir,
+        &[
+            ("KTB_STORE", "etcd"),
+            ("KTB_ETCD_ENDPOINTS", &endpoints),
+            ("KTB_ETCD_PREFIX", prefix),
+            ("KTB_NODE_ID", &node),
+            ("KTB_DELEGATION_TOKEN_SECRET_KEY", ETCD_SECRET),
+        ],
+    )
+}
+
+/// Single-key etcd transactions per second (create-if-absent of a 100-byte value, as a
+/// token Create is) from `concurrency` tasks sharing one client.
+async fn raw_etcd_txns(endpoints: Vec<String>, concurrency: usize, dur: Duration) -> f64 {
+    use etcd_client::{Compare, CompareOp, Txn, TxnOp};
+    let client = etcd_client::Client::connect(endpoints, None).await.unwrap();
+    let count = Arc::new(AtomicU64::new(0));
+    let deadline = Instant::now() + dur;
+    let t0 = Instant::now();
+    let mut tasks = Vec::new();
+    for task in 0..concurrency {
+        let (client, count) = (client.clone(), count.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut kv = client.kv_client();
+            let mut i = 0u64;
+            while Instant::now() < deadline {
+                let key = format!("/raw/{task}/{i}");
+                i += 1;
+                let txn = Txn::new()
+                    .when([Compare::create_revision(key.clone(), CompareOp::Equal, 0)])
+                    .and_then([TxnOp::put(key, vec![7u8; 100], None)]);
+                kv.txn(txn).await.unwrap();
+                count.fetch_add(1, Ordering::Relaxed);
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    count.load(Ordering::Relaxed) as f64 / t0.elapsed().as_secs_f64()
+}
+
+/// Creates/s on `CONNECTIONS` admin connections spread over `addrs`.
+async fn creates_over(addrs: &[String], dur: Duration) -> f64 {
+    let mut clients = Vec::new();
+    for i in 0..CONNECTIONS {
+        clients.push(admin(&addrs[i % addrs.len()]).await);
+    }
+    throughput(clients, dur, |mut c: Client| async move {
+        create(&mut c, None).await;
+        c
+    })
+    .await
+    .0
+}
+
+/// Fresh-connection token logins/s on `addr` for a token created there.
+async fn logins_on(addr: &str, dur: Duration) -> f64 {
+    let mut c = admin(addr).await;
+    let t = create(&mut c, None).await;
+    let password = STANDARD.encode(&t.hmac);
+    let cache = Arc::new(std::sync::Mutex::new(None));
+    let (a, id) = (addr.to_owned(), t.token_id.to_string());
+    fresh_connections(16, dur, move || token_login(a.clone(), id.clone(), cache.clone(), password.clone())).await
+}
+
+/// The etcd figures (SPEC §9.3, issue 13's benchmark).
+fn etcd_mode(rt: &tokio::runtime::Runtime, quick: bool) {
+    let (dur, large) = if quick { (Duration::from_secs(3), 20_000) } else { (Duration::from_secs(10), 100_000) };
+    println!("mode: etcd {}", if quick { "quick" } else { "full" });
+    let cluster = rt.block_on(etcd::EtcdCluster::start(3));
+    let txns_per_s = rt.block_on(raw_etcd_txns(cluster.endpoint_list(), CONNECTIONS, dur));
+    println!("etcd_txns_per_s_64: {txns_per_s:.0}");
+
+    let dir = tempfile::tempdir().unwrap();
+    let one = start_on_etcd(dir.path(), &cluster, "/one/", 1).0;
+    let creates_1 = rt.block_on(creates_over(std::slice::from_ref(&one.addr), dur));
+    println!("etcd_durable_creates_per_s_64conn_1broker: {creates_1:.0}");
+    let etcd_logins = rt.block_on(logins_on(&one.addr, dur));
+    println!("etcd_fresh_token_logins_per_s: {etcd_logins:.0}");
+    drop(one);
+
+    let sled_dir = tempfile::tempdir().unwrap();
+    let sled = start(sled_dir.path()).0;
+    let sled_logins = rt.block_on(logins_on(&sled.addr, dur));
+    println!("sled_fresh_token_logins_per_s: {sled_logins:.0}");
+    drop(sled);
+
+    let three: Vec<Ktb> = (1..=3).map(|n| start_on_etcd(dir.path(), &cluster, "/three/", n).0).collect();
+    let addrs: Vec<String> = three.iter().map(|k| k.addr.clone()).collect();
+    let creates_3 = rt.block_on(creates_over(&addrs, dur));
+    println!("etcd_durable_creates_per_s_64conn_3brokers: {creates_3:.0}");
+    let failures = rt.block_on(async {
+        let mut c = admin(&addrs[0]).await;
+        let mut failures = 0;
+        for i in 0..1_000 {
+            let t = create(&mut c, None).await;
+            let other = addrs[1 + i % 2].clone();
+            let cache = Arc::new(std::sync::Mutex::new(None));
+            if !try_token_login(other, t.token_id.to_string(), cache, STANDARD.encode(&t.hmac)).await {
+                failures += 1;
+            }
+        }
+        failures
+    });
+    drop(three);
+
+    // Restart-to-ready against a prefix holding `large` tokens, written straight to etcd.
+    let t0 = Instant::now();
+    rt.block_on(async {
+        use kafka_token_broker::store::Op;
+        let settings = kafka_token_broker::config::EtcdSettings {
+            endpoints: cluster.endpoint_list(),
+            prefix: "/large/".into(),
+            username: None,
+            password: None,
+            ca_file: None,
+            cert_file: None,
+            key_file: None,
+            lease_ms: 10_000,
+            stale_ms: 10_000,
+        };
+        let store = Arc::new(kafka_token_broker::store::etcd::EtcdStore::connect(&settings, TIMEOUT).await.unwrap());
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64;
+        let batches: Vec<Vec<Op>> = (0..large)
+            .map(|i| {
+                let owner = Principal::user(&format!("bulk-{}", i % 1000));
+                let t = TokenDetails {
+                    token_id: kafka_token_broker::ids::random_kafka_id(),
+                    requester: owner.clone(),
+                    owner,
+                    renewers: Vec::new(),
+                    issue_ts: now,
+                    max_ts: now + 7 * 86_400_000,
+                    expiry_ts: now + 86_400_000,
+                    hmac_alg: HmacAlgorithm::Sha1,
+                    key_id: String::new(),
+                };
+                let (k, v) = kafka_token_broker::tokens::stored_record(&t);
+                Op::Put(k, v)
+            })
+            .collect::<Vec<_>>()
+            .chunks(100)
+            .map(<[Op]>::to_vec)
+            .collect();
+        let batches = Arc::new(std::sync::Mutex::new(batches));
+        let mut writers = Vec::new();
+        for _ in 0..16 {
+            let (store, batches) = (store.clone(), batches.clone());
+            writers.push(tokio::spawn(async move {
+                loop {
+                    let Some(batch) = batches.lock().unwrap().pop() else { return };
+                    kafka_token_broker::store::write(store.as_ref(), batch).await.unwrap();
+                }
+            }));
+        }
+        for w in writers {
+            w.await.unwrap();
+        }
+    });
+    println!("etcd_bulk_load_s: {:.1}", t0.elapsed().as_secs_f64());
+    let t0 = Instant::now();
+    let big = start_on_etcd(dir.path(), &cluster, "/large/", 1).0;
+    rt.block_on(async {
+        let _ = admin(&big.addr).await;
+    });
+    let restart_ms = t0.elapsed().as_secs_f64() * 1000.0;
+    println!("etcd_tokens_large: {large}");
+    println!("etcd_restart_to_ready_ms_large: {restart_ms:.0}");
+    println!("rss_mb_etcd_large: {:.0}", rss_mb(big.child.id()));
+    drop(big);
+
+    println!("ratio.etcd_create_vs_etcd_txn: {:.3}    # target >= 0.5", creates_1 / txns_per_s);
+    println!("ratio.etcd_create_3brokers_vs_etcd_txn: {:.3}", creates_3 / txns_per_s);
+    println!("ratio.etcd_login_vs_sled_login: {:.3}    # target >= 0.5", etcd_logins / sled_logins);
+    println!("cross_broker_login_failures: {failures}    # target 0 (of 1000)");
 }

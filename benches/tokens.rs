@@ -55,7 +55,7 @@ fn bench(c: &mut Criterion) {
         // The client's messages, computed once against the cached credential's salt.
         let client = ScramClient::new(mech, &token.token_id, "clientnonce0123456789", true);
         let client_first = client.client_first();
-        let login = rt.block_on(tokens.login(&token.token_id, mech, NOW)).unwrap();
+        let login = rt.block_on(tokens.login(&token.token_id, mech, NOW)).unwrap().unwrap();
         let cf = scram::parse_client_first(&client_first).unwrap();
         let (_, server_first) = scram::server_first(mech, cf, Some(login.credential), Vec::new(), "servernonce");
         let (_, client_final) = client.client_final(&server_first, password.as_bytes()).unwrap();
@@ -63,7 +63,7 @@ fn bench(c: &mut Criterion) {
         c.bench_function(&format!("token_login/{}", mech.name()), |b| {
             b.iter(|| {
                 let cf = scram::parse_client_first(black_box(&client_first)).unwrap();
-                let login = rt.block_on(tokens.login(&cf.username, mech, NOW)).unwrap();
+                let login = rt.block_on(tokens.login(&cf.username, mech, NOW)).unwrap().unwrap();
                 let (state, sf) = scram::server_first(mech, cf, Some(login.credential), Vec::new(), "servernonce");
                 black_box(sf);
                 state.client_final(black_box(&client_final)).unwrap()
@@ -72,7 +72,7 @@ fn bench(c: &mut Criterion) {
         c.bench_function(&format!("token_login_first/{}", mech.name()), |b| {
             b.iter_batched(
                 || rt.block_on(tokens.create(alice.clone(), alice.clone(), Vec::new(), -1, NOW)).unwrap().0,
-                |t| rt.block_on(tokens.login(&t.token_id, mech, NOW)).unwrap(),
+                |t| rt.block_on(tokens.login(&t.token_id, mech, NOW)).unwrap().unwrap(),
                 criterion::BatchSize::PerIteration,
             )
         });

@@ -65,6 +65,17 @@ pub struct Broker {
     data_dir: DataDir,
 }
 
+/// The store could not be read to decide a login: the connection is closed without an
+/// answer, so the client tries another broker (T-CLUSTER-7, §9.7).
+#[derive(Debug)]
+pub struct Unreachable;
+
+/// Logs a store failure met by a login and reports it as [`Unreachable`].
+fn unreachable(e: crate::store::StoreError) -> Unreachable {
+    tracing::warn!("a login could not read the store: {e}");
+    Unreachable
+}
+
 /// Iterations for credentials ktb creates itself (D-26: the same as the fakes shown for
 /// unknown names, so neither tells the other apart, T-REVEAL-1).
 pub const BOOTSTRAP_ITERATIONS: u32 = ktb_protocol::scram::MIN_ITERATIONS;
@@ -173,49 +184,46 @@ impl Broker {
     }
 
     /// The credential and identity for a SCRAM login (T-SCRAM-5). `None` for both means
-    /// the login will fail at client-final after a fake server-first (D-3).
+    /// the login will fail at client-final after a fake server-first (D-3);
+    /// [`Unreachable`] that the store could not be read (T-CLUSTER-7).
     pub async fn scram_lookup(
         &self,
         username: &str,
         mech: ScramMechanism,
         token_auth: bool,
-    ) -> (Option<ScramCredential>, Option<Identity>) {
+    ) -> Result<(Option<ScramCredential>, Option<Identity>), Unreachable> {
+        // The user and the token of that name are read together (one round trip on etcd,
+        // §9.7), and always both, so a user, a token and an unknown name cost the same
+        // reads (T-REVEAL-1).
+        let (user, token) = tokio::join!(self.users.credential(username, mech), self.token_lookup(username, mech));
+        let (user, token) = (user.map_err(unreachable)?, token?);
         if token_auth {
-            // T-REVEAL-1: a miss shows the user's salt if the name is a user, as a login
-            // without `tokenauth` would, so comparing the two tells nothing; with no
-            // identity the exchange still fails at client-final. Read either way, so a hit
-            // and a miss cost the same store reads.
-            let user = self.users.credential(username, mech).await.ok().flatten();
-            return match self.token_lookup(username, mech).await {
+            // A miss shows the user's salt if the name is a user, as a login without
+            // `tokenauth` would, so comparing the two tells nothing; with no identity the
+            // exchange still fails at client-final.
+            return Ok(match token {
                 (None, _) => (user, None),
                 found => found,
-            };
+            });
         }
-        match self.users.credential(username, mech).await {
-            Ok(Some(c)) => {
-                // §9.7: a user's login reads the records an unknown name's does (the user,
-                // then the token of that name), so its timing tells nothing either.
-                if self.config.implicit_token_login {
-                    let _ = self.tokens.live_until(username, self.clock.now_ms()).await;
-                }
-                (
-                    Some(c),
-                    Some(Identity { principal: Principal::user(username), token_expiry_ms: None, token_id: None }),
-                )
-            }
+        Ok(match user {
+            Some(c) => (
+                Some(c),
+                Some(Identity { principal: Principal::user(username), token_expiry_ms: None, token_id: None }),
+            ),
             // D-1: user credentials win; only then may the name be a token id.
-            Ok(None) if self.config.implicit_token_login => self.token_lookup(username, mech).await,
-            Ok(None) => (None, None),
-            Err(e) => {
-                tracing::error!("credential lookup failed: {e}");
-                (None, None)
-            }
-        }
+            None if self.config.implicit_token_login => token,
+            None => (None, None),
+        })
     }
 
     /// A token login as `token_id` (T-TLOGIN-1..4): authenticated as the token's owner.
-    async fn token_lookup(&self, token_id: &str, mech: ScramMechanism) -> (Option<ScramCredential>, Option<Identity>) {
-        match self.tokens.login(token_id, mech, self.clock.now_ms()).await {
+    async fn token_lookup(
+        &self,
+        token_id: &str,
+        mech: ScramMechanism,
+    ) -> Result<(Option<ScramCredential>, Option<Identity>), Unreachable> {
+        Ok(match self.tokens.login(token_id, mech, self.clock.now_ms()).await.map_err(unreachable)? {
             Some(login) => (
                 Some(login.credential),
                 Some(Identity {
@@ -225,23 +233,19 @@ impl Broker {
                 }),
             ),
             None => (None, None),
-        }
+        })
     }
 
     /// Checks a PLAIN password against the user's stored SCRAM credential, SHA-512 first
     /// (T-PLAIN-2). An unknown user costs the same PBKDF2 work as a known one, and the
     /// work runs off the async workers.
-    pub async fn plain_verify(&self, username: &str, password: &str) -> bool {
+    pub async fn plain_verify(&self, username: &str, password: &str) -> Result<bool, Unreachable> {
         // Both mechanisms are read whatever the first finds, so a user and an unknown
         // name cost the same store reads (§9.7).
-        let found = match self.users.both(username).await {
-            Ok([Some(c), _]) => Some((ScramMechanism::Sha512, c)),
-            Ok([None, Some(c)]) => Some((ScramMechanism::Sha256, c)),
-            Ok([None, None]) => None,
-            Err(e) => {
-                tracing::error!("credential lookup failed: {e}");
-                return false;
-            }
+        let found = match self.users.both(username).await.map_err(unreachable)? {
+            [Some(c), _] => Some((ScramMechanism::Sha512, c)),
+            [None, Some(c)] => Some((ScramMechanism::Sha256, c)),
+            [None, None] => None,
         };
         let password = password.as_bytes().to_vec();
         let fake_salt = ktb_protocol::scram::fake_salt(&self.fake_salt_key, ScramMechanism::Sha512, username);
@@ -255,13 +259,13 @@ impl Broker {
                 }
             })
             .await;
-        match verified {
+        Ok(match verified {
             Ok(ok) => ok,
             Err(busy) => {
                 info!(user = %crate::logsafe::Untrusted(username), "PLAIN login refused: {busy}");
                 false
             }
-        }
+        })
     }
 
     /// True when `principal` is listed in `super.users`.
@@ -303,6 +307,10 @@ async fn open_tokens(
     let wait = std::time::Duration::from_millis(config.etcd_request_timeout_ms.max(1) as u64);
     let tokens =
         Tokens::open(store, secret, TokenSettings::from_config(config), logins, wait).await.map_err(store_err)?;
+    if let StoreKind::Etcd(etcd) = &config.store {
+        let stale = std::time::Duration::from_millis(etcd.stale_ms.max(1) as u64);
+        tokio::spawn(Tokens::confirm_view(Arc::downgrade(&tokens), stale));
+    }
     // On etcd only the elected sweeper sweeps, and it is elected once registered.
     let swept = match config.store {
         StoreKind::Sled => tokens.sweep(clock.now_ms()).await.map_err(store_err)?,

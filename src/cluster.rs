@@ -311,6 +311,16 @@ async fn follow(
                         Some(v) => {
                             if let Some((id, r)) = parse_entry(&c.key, v) {
                                 info!(node_id = id, "broker joined the cluster");
+                                // The registration was written a moment ago with its
+                                // broker's wall clock: expiry uses each broker's clock.
+                                let skew = crate::clock::Clock::now_ms(&crate::clock::SystemClock) - r.clock_ms;
+                                if skew.abs() > 1_000 {
+                                    warn!(
+                                        node_id = id,
+                                        skew_ms = skew,
+                                        "a broker's clock differs from this one's by more than 1 s; token expiry depends on every broker's clock (run NTP)"
+                                    );
+                                }
                                 live.insert(id, r);
                             }
                         }
@@ -332,47 +342,65 @@ async fn follow(
     }
 }
 
-/// Keeps the lease alive; when it is lost, refuses writes and registers again. Ends when
-/// the broker leaves the cluster.
+/// Keeps the lease alive, over a new stream (to any member) whenever one breaks; when
+/// the lease is lost (etcd says it expired, or no keepalive got through for its TTL),
+/// refuses writes and registers again. Ends when the broker leaves the cluster.
 async fn keep_alive(c: Arc<Cluster>, registration: Registration) {
     let etcd = c.etcd.as_ref().expect("keep_alive runs on etcd");
     let mut stop = etcd.stop.subscribe();
-    let period = Duration::from_millis((etcd.lease_ttl_s * 1000 / 3) as u64);
+    let ttl = Duration::from_secs(etcd.lease_ttl_s as u64);
+    let period = ttl / 3;
+    let mut last_ok = tokio::time::Instant::now();
     loop {
         let lease = *etcd.lease.borrow();
-        let alive = async {
+        // One stream; returns why it ended: `true` when etcd says the lease is gone.
+        let stream = async {
             let mut client = etcd.store.client();
-            let (mut keeper, mut stream) = client.lease_keep_alive(lease).await?;
+            let (mut keeper, mut stream) = client.lease_keep_alive(lease).await.map_err(|e| e.to_string())?;
             loop {
-                keeper.keep_alive().await?;
+                keeper.keep_alive().await.map_err(|e| e.to_string())?;
                 match tokio::time::timeout(etcd.store.timeout(), stream.message()).await {
-                    Ok(Ok(Some(r))) if r.ttl() > 0 => {}
-                    Ok(Ok(_)) => return Ok::<_, etcd_client::Error>("the lease expired"),
-                    Ok(Err(e)) => return Err(e),
-                    Err(_) => return Ok("etcd did not answer a keepalive in time"),
+                    Ok(Ok(Some(r))) if r.ttl() > 0 => last_ok = tokio::time::Instant::now(),
+                    Ok(Ok(Some(_))) => return Ok::<bool, String>(true),
+                    Ok(Ok(None)) => return Err("the keepalive stream ended".to_owned()),
+                    Ok(Err(e)) => return Err(e.to_string()),
+                    Err(_) => return Err("etcd did not answer a keepalive in time".to_owned()),
                 }
                 tokio::time::sleep(period).await;
             }
         };
-        let why = tokio::select! {
-            r = alive => match r {
-                Ok(why) => why.to_owned(),
-                Err(e) => e.to_string(),
-            },
+        let outcome = tokio::select! {
+            r = stream => r,
             _ = stop.wait_for(|s| *s) => return,
         };
-        // A keepalive failed: writes answer 7 until this broker holds a lease again.
+        let lost = match outcome {
+            Ok(expired) => expired,
+            Err(e) => {
+                // A broken stream is not a lost lease: try another while the lease lasts.
+                if last_ok.elapsed() < ttl {
+                    warn!(node_id = c.node_id, "the lease keepalive broke ({e}); reconnecting");
+                    tokio::select! {
+                        _ = tokio::time::sleep(Duration::from_millis(200)) => {}
+                        _ = stop.wait_for(|s| *s) => return,
+                    }
+                    continue;
+                }
+                true
+            }
+        };
+        if !lost {
+            continue;
+        }
+        // The lease is gone: writes answer 7 until this broker holds a lease again.
         etcd.store.set_writable(false);
         etcd.lease.send_replace(0);
-        warn!(
-            node_id = c.node_id,
-            "the cluster registration lapsed ({why}); token writes answer 7 until it is renewed"
-        );
+        warn!(node_id = c.node_id, "the cluster registration lapsed; token writes answer 7 until it is renewed");
         loop {
             match c.try_register(&registration).await {
                 Ok(lease) => {
                     etcd.lease.send_replace(lease);
                     etcd.store.set_writable(true);
+                    last_ok = tokio::time::Instant::now();
                     info!(node_id = c.node_id, "registered in the cluster again");
                     break;
                 }

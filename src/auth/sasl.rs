@@ -119,6 +119,17 @@ fn server_nonce() -> Option<String> {
 enum Failure {
     Generic,
     Specific(String),
+    /// The store could not be read: close without an answer (T-CLUSTER-7).
+    Unreachable,
+}
+
+/// Why a SASL step failed.
+enum StepError {
+    /// The client gets this message (58), then the connection closes.
+    Failed(String),
+    /// The store could not be read: the connection closes without an answer, so a client
+    /// retries another broker instead of giving up on a 58 (T-CLUSTER-7, §9.7).
+    Unreachable,
 }
 
 impl Authenticator {
@@ -182,6 +193,7 @@ impl Authenticator {
                 RequestKind::SaslAuthenticate(req) => {
                     let version = header.version;
                     match self.step(broker, &req.auth_bytes).await {
+                        Err(StepError::Unreachable) => Action::Close,
                         Ok((bytes, lifetime)) => {
                             let mut resp = SaslAuthenticateResponse::default()
                                 .with_error_message(None)
@@ -191,7 +203,7 @@ impl Authenticator {
                             }
                             Action::Reply(resp.into())
                         }
-                        Err(message) => Action::FailAndClose(Some(
+                        Err(StepError::Failed(message)) => Action::FailAndClose(Some(
                             SaslAuthenticateResponse::default()
                                 .with_error_code(error_code::SASL_AUTHENTICATION_FAILED)
                                 .with_error_message(Some(StrBytes::from_string(message)))
@@ -286,15 +298,16 @@ impl Authenticator {
     pub async fn on_raw(&mut self, broker: &Broker, bytes: &[u8]) -> Action {
         match self.step(broker, bytes).await {
             Ok((reply, _)) => Action::RawReply(reply),
-            Err(_) => Action::FailAndClose(None),
+            Err(StepError::Unreachable) => Action::Close,
+            Err(StepError::Failed(_)) => Action::FailAndClose(None),
         }
     }
 
     /// Feeds one client message to the exchange. Returns the server's reply and, when the
     /// exchange completes, the session lifetime; or the client-visible failure message.
-    async fn step(&mut self, broker: &Broker, msg: &[u8]) -> Result<(Vec<u8>, i64), String> {
+    async fn step(&mut self, broker: &Broker, msg: &[u8]) -> Result<(Vec<u8>, i64), StepError> {
         let State::Authenticating(exchange) = std::mem::replace(&mut self.state, State::Complete) else {
-            return Err("no SASL exchange in progress".into());
+            return Err(StepError::Failed("no SASL exchange in progress".into()));
         };
         let Exchange { mechanism, raw, reauth, step } = exchange;
         let phase = if reauth { "re-authentication" } else { "authentication" };
@@ -313,7 +326,10 @@ impl Authenticator {
             }
             Step::ScramFirst(m) => match scram::parse_client_first(msg) {
                 Ok(cf) => {
-                    let (credential, identity) = broker.scram_lookup(&cf.username, m, cf.token_auth).await;
+                    let Ok((credential, identity)) = broker.scram_lookup(&cf.username, m, cf.token_auth).await else {
+                        info!(peer = %self.peer, "closing: the store cannot be read to check the login");
+                        return Err(StepError::Unreachable);
+                    };
                     // Only a login that will fail needs the fake salt (T-SCRAM-6, T-SCRAM-8).
                     let fake_salt = match &credential {
                         Some(c) if c.iterations >= scram::MIN_ITERATIONS => Vec::new(),
@@ -321,7 +337,7 @@ impl Authenticator {
                     };
                     let Some(snonce) = server_nonce() else {
                         warn!("no randomness for a SCRAM nonce");
-                        return Err(generic());
+                        return Err(StepError::Failed(generic()));
                     };
                     let (sent, server_first) = scram::server_first(m, cf, credential, fake_salt, &snonce);
                     self.state = State::Authenticating(Exchange {
@@ -367,15 +383,16 @@ impl Authenticator {
             Step::Plain => match parse_plain(msg) {
                 Err(e) => Err(Failure::Specific(e.to_string())),
                 Ok(p) => match broker.plain_verify(&p.username, &p.password).await {
-                    false => {
+                    Err(_) => Err(Failure::Unreachable),
+                    Ok(false) => {
                         self.log_failure(mechanism, &p.username, None);
                         Err(Failure::Specific("Authentication failed: Invalid username or password".into()))
                     }
-                    true if !p.authzid.is_empty() && p.authzid != p.username => Err(Failure::Specific(
+                    Ok(true) if !p.authzid.is_empty() && p.authzid != p.username => Err(Failure::Specific(
                         "Authentication failed: Client requested an authorization id that is different from username"
                             .into(),
                     )),
-                    true => Ok((
+                    Ok(true) => Ok((
                         Vec::new(),
                         Identity { principal: Principal::user(&p.username), token_expiry_ms: None, token_id: None },
                     )),
@@ -383,15 +400,16 @@ impl Authenticator {
             },
         };
         let (reply, identity) = outcome.map_err(|f| match f {
-            Failure::Generic => generic(),
-            Failure::Specific(s) => s,
+            Failure::Generic => StepError::Failed(generic()),
+            Failure::Specific(s) => StepError::Failed(s),
+            Failure::Unreachable => StepError::Unreachable,
         })?;
         if reauth && identity.principal != self.session.principal {
             let (old, new) = (&self.session.principal, &identity.principal);
-            return Err(format!(
+            return Err(StepError::Failed(format!(
                 "Cannot change principals during re-authentication from {}.{}: {}.{}",
                 old.kind, old.name, new.kind, new.name
-            ));
+            )));
         }
         let now = broker.clock.now_ms();
         let (lifetime, expiry) =

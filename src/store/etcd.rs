@@ -13,7 +13,7 @@
 //! reloads the prefix and says so (§9.7, watch lifecycle). Every etcd call is bounded by
 //! `ktb.etcd.request.timeout.ms`; a call that runs out answers [`StoreError::Unavailable`].
 
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use etcd_client::{
@@ -37,6 +37,12 @@ const PAGE: i64 = 1_000;
 /// Keys per read transaction (etcd's default `--max-txn-ops` is 128).
 const READS_PER_TXN: usize = 128;
 
+/// Store key → (value and mod revision, or absent; when confirmed).
+type Confirmed = Arc<dashmap::DashMap<Vec<u8>, (Option<(Vec<u8>, i64)>, Instant)>>;
+/// The most confirmed entries kept (absent keys are only remembered below it, so unknown
+/// names sent by a client cannot grow it without bound).
+const MAX_CONFIRMED: usize = 200_000;
+
 /// A store under one prefix of an etcd cluster.
 pub struct EtcdStore {
     client: Client,
@@ -44,6 +50,14 @@ pub struct EtcdStore {
     timeout: Duration,
     /// The feeds' watch tasks, stopped with the store.
     tasks: Mutex<Vec<JoinHandle<()>>>,
+    /// The last value each key read with [`Store::get`] had, and when that was confirmed
+    /// (by the read or by the watch): within `stale` of it a read that cannot reach etcd
+    /// is answered from here, so logins carry on through a short outage (T-CLUSTER-7).
+    confirmed: Confirmed,
+    /// `ktb.etcd.stale.ms`.
+    stale: Duration,
+    /// Single-key reads wait here to share one read transaction (see [`batch_reads`]).
+    reads: UnboundedSender<PendingRead>,
     /// False while this broker holds no registration lease: commits answer 7
     /// (T-CLUSTER-4). Offline tools never register and never clear it.
     writable: std::sync::atomic::AtomicBool,
@@ -76,6 +90,118 @@ fn etcd_err(e: etcd_client::Error) -> StoreError {
         }
         _ => StoreError::Io(format!("etcd: {e}")),
     }
+}
+
+/// A read waiting for its batch: the full etcd key and where its answer goes.
+type PendingRead = (Vec<u8>, tokio::sync::oneshot::Sender<Result<Option<Versioned>, StoreError>>);
+
+/// How many read transactions may be in flight at once.
+const READ_BATCHES_IN_FLIGHT: usize = 4;
+
+/// Serves single-key reads in shared read-only transactions: whatever reads are waiting
+/// when a transaction is sent go in it (at most 128), so concurrent logins cost etcd one
+/// linearizable read between them (§9.7) and a lone read waits for nobody.
+async fn batch_reads(client: Client, timeout: Duration, mut pending: UnboundedReceiver<PendingRead>) {
+    let slots = Arc::new(tokio::sync::Semaphore::new(READ_BATCHES_IN_FLIGHT));
+    while let Some(first) = pending.recv().await {
+        let Ok(slot) = slots.clone().acquire_owned().await else { return };
+        let mut batch = vec![first];
+        while batch.len() < READS_PER_TXN {
+            match pending.try_recv() {
+                Ok(next) => batch.push(next),
+                Err(_) => break,
+            }
+        }
+        let client = client.clone();
+        tokio::spawn(async move {
+            let reads: Vec<TxnOp> = batch.iter().map(|(k, _)| TxnOp::get(k.clone(), None)).collect();
+            let answer = retry(timeout, Instant::now() + timeout, || {
+                let mut kv = client.kv_client();
+                let txn = Txn::new().and_then(reads.clone());
+                async move { kv.txn(txn).await }
+            })
+            .await;
+            match answer {
+                Ok(resp) => {
+                    let found: Vec<Option<Versioned>> = resp
+                        .op_responses()
+                        .into_iter()
+                        .map(|r| match r {
+                            TxnOpResponse::Get(g) => g
+                                .kvs()
+                                .first()
+                                .map(|kv| Versioned { value: kv.value().to_vec(), stamp: kv.mod_revision() }),
+                            _ => None,
+                        })
+                        .collect();
+                    if found.len() != batch.len() {
+                        for (_, tx) in batch {
+                            let _ = tx.send(Err(StoreError::Io("etcd answered fewer reads than asked".into())));
+                        }
+                    } else {
+                        for ((_, tx), v) in batch.into_iter().zip(found) {
+                            let _ = tx.send(Ok(v));
+                        }
+                    }
+                }
+                Err(e) => {
+                    for (_, tx) in batch {
+                        let _ = tx.send(Err(e.clone()));
+                    }
+                }
+            }
+            drop(slot);
+        });
+    }
+}
+
+/// How long one attempt of a call may take: a quarter of the request timeout, at least
+/// 500 ms, so a call survives one hung attempt during an etcd leader election.
+fn attempt_timeout(timeout: Duration) -> Duration {
+    (timeout / 4).max(Duration::from_millis(500)).min(timeout)
+}
+
+/// Runs an etcd call, again after a retriable failure (a member down, a leader
+/// election), until it succeeds or `deadline` has passed.
+async fn retry<T, F, Fut>(timeout: Duration, deadline: Instant, mut f: F) -> Result<T, StoreError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, etcd_client::Error>>,
+{
+    let mut pause = Duration::from_millis(20);
+    loop {
+        // An attempt sent to a member that has just lost its leader can hang until etcd's
+        // own timeout: it is given up early and tried again while the deadline allows.
+        let left = deadline.saturating_duration_since(Instant::now()).min(attempt_timeout(timeout));
+        let err = match tokio::time::timeout(left, f()).await {
+            Ok(Ok(v)) => return Ok(v),
+            Ok(Err(e)) => etcd_err(e),
+            Err(_) => StoreError::Unavailable(format!("etcd did not answer within {timeout:?}")),
+        };
+        if !matches!(err, StoreError::Unavailable(_)) || Instant::now() + pause >= deadline {
+            return Err(err);
+        }
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(Duration::from_millis(250));
+    }
+}
+
+/// Runs `futures` together and returns their outputs in order.
+async fn join_all<T, F: std::future::Future<Output = T>>(futures: impl Iterator<Item = F>) -> Vec<T> {
+    let mut pending: Vec<(usize, std::pin::Pin<Box<F>>)> = futures.map(Box::pin).enumerate().collect();
+    let mut out: Vec<Option<T>> = (0..pending.len()).map(|_| None).collect();
+    std::future::poll_fn(|cx| {
+        pending.retain_mut(|(i, f)| match f.as_mut().poll(cx) {
+            std::task::Poll::Ready(v) => {
+                out[*i] = Some(v);
+                false
+            }
+            std::task::Poll::Pending => true,
+        });
+        if pending.is_empty() { std::task::Poll::Ready(()) } else { std::task::Poll::Pending }
+    })
+    .await;
+    out.into_iter().map(|v| v.expect("every future completed")).collect()
 }
 
 /// The first key after every key starting with `prefix`.
@@ -124,11 +250,16 @@ impl EtcdStore {
             .await
             .map_err(|_| StoreError::Unavailable(format!("no etcd endpoint answered within {timeout:?}")))?
             .map_err(etcd_err)?;
+        let (reads, pending) = unbounded_channel();
+        let batcher = tokio::spawn(batch_reads(client.clone(), timeout, pending));
         let store = EtcdStore {
+            reads,
             client,
             prefix: settings.prefix.as_bytes().to_vec(),
             timeout,
-            tasks: Mutex::new(Vec::new()),
+            tasks: Mutex::new(vec![batcher]),
+            confirmed: Confirmed::default(),
+            stale: Duration::from_millis(settings.stale_ms.max(0) as u64),
             writable: true.into(),
         };
         store.check_schema().await?;
@@ -160,25 +291,12 @@ impl EtcdStore {
 
     /// Runs an etcd call, again after a retriable failure (a member down, a leader
     /// election), until it succeeds or the request timeout has passed.
-    async fn call<T, F, Fut>(&self, deadline: Instant, mut f: F) -> Result<T, StoreError>
+    async fn call<T, F, Fut>(&self, deadline: Instant, f: F) -> Result<T, StoreError>
     where
         F: FnMut() -> Fut,
         Fut: std::future::Future<Output = Result<T, etcd_client::Error>>,
     {
-        let mut pause = Duration::from_millis(20);
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            let err = match tokio::time::timeout(left, f()).await {
-                Ok(Ok(v)) => return Ok(v),
-                Ok(Err(e)) => etcd_err(e),
-                Err(_) => StoreError::Unavailable(format!("etcd did not answer within {:?}", self.timeout)),
-            };
-            if !matches!(err, StoreError::Unavailable(_)) || Instant::now() + pause >= deadline {
-                return Err(err);
-            }
-            tokio::time::sleep(pause).await;
-            pause = (pause * 2).min(Duration::from_millis(250));
-        }
+        retry(self.timeout, deadline, f).await
     }
 
     /// The deadline of a call starting now.
@@ -286,40 +404,38 @@ impl EtcdStore {
 impl Store for EtcdStore {
     fn get<'a>(&'a self, key: &'a [u8]) -> StoreFuture<'a, Option<Versioned>> {
         Box::pin(async move {
-            let full = self.key(key);
-            let resp = self
-                .call(self.deadline(), || {
-                    let (mut kv, full) = (self.client.kv_client(), full.clone());
-                    async move { kv.get(full, None).await }
-                })
-                .await?;
-            Ok(resp.kvs().first().map(|kv| Versioned { value: kv.value().to_vec(), stamp: kv.mod_revision() }))
+            let (tx, rx) = tokio::sync::oneshot::channel();
+            let stopped = || StoreError::Io("the etcd read batcher has stopped".into());
+            self.reads.send((self.key(key), tx)).map_err(|_| stopped())?;
+            let read = rx.await.map_err(|_| stopped())?;
+            let found = match read {
+                Ok(found) => found,
+                Err(StoreError::Unavailable(why)) => {
+                    return match self.confirmed.get(key).filter(|c| c.1.elapsed() < self.stale) {
+                        Some(c) => Ok(c.0.clone().map(|(value, stamp)| Versioned { value, stamp })),
+                        None => Err(StoreError::Unavailable(why)),
+                    };
+                }
+                Err(e) => return Err(e),
+            };
+            if !self.stale.is_zero() && (found.is_some() || self.confirmed.len() < MAX_CONFIRMED) {
+                let kept = found.as_ref().map(|v| (v.value.clone(), v.stamp));
+                self.confirmed.insert(key.to_vec(), (kept, Instant::now()));
+            }
+            Ok(found)
         })
     }
 
     fn get_many<'a>(&'a self, keys: &'a [Vec<u8>]) -> StoreFuture<'a, Vec<Option<Versioned>>> {
+        // Each key through the read batcher: they go out together, in as few read
+        // transactions as the batches allow.
         Box::pin(async move {
             let mut out = Vec::with_capacity(keys.len());
             for chunk in keys.chunks(READS_PER_TXN) {
-                let reads: Vec<TxnOp> = chunk.iter().map(|k| TxnOp::get(self.key(k), None)).collect();
-                let resp = self
-                    .call(self.deadline(), || {
-                        let mut kv = self.client.kv_client();
-                        let txn = Txn::new().and_then(reads.clone());
-                        async move { kv.txn(txn).await }
-                    })
-                    .await?;
-                for r in resp.op_responses() {
-                    let TxnOpResponse::Get(g) = r else {
-                        return Err(StoreError::Io("etcd answered a read with another operation".into()));
-                    };
-                    out.push(
-                        g.kvs().first().map(|kv| Versioned { value: kv.value().to_vec(), stamp: kv.mod_revision() }),
-                    );
+                let reads = chunk.iter().map(|k| self.get(k));
+                for r in join_all(reads).await {
+                    out.push(r?);
                 }
-            }
-            if out.len() != keys.len() {
-                return Err(StoreError::Io("etcd answered fewer reads than asked".into()));
             }
             Ok(out)
         })
@@ -371,7 +487,7 @@ impl Store for EtcdStore {
             let mut pause = Duration::from_millis(20);
             loop {
                 let mut kv = self.client.kv_client();
-                let left = deadline.saturating_duration_since(Instant::now());
+                let left = deadline.saturating_duration_since(Instant::now()).min(attempt_timeout(self.timeout));
                 let err = match tokio::time::timeout(left, kv.txn(txn.clone())).await {
                     Ok(Ok(resp)) => {
                         let revision = resp.header().map(|h| h.revision()).unwrap_or(0);
@@ -401,6 +517,7 @@ impl Store for EtcdStore {
     fn feed(&self, prefix: &[u8], after: Revision) -> Result<UnboundedReceiver<FeedEvent>, StoreError> {
         let (tx, rx) = unbounded_channel();
         let watcher = Watcher {
+            confirmed: self.confirmed.clone(),
             client: self.client.clone(),
             store_prefix: self.prefix.clone(),
             prefix: prefix.to_vec(),
@@ -432,6 +549,8 @@ impl Store for EtcdStore {
 
 /// The task behind one feed.
 struct Watcher {
+    /// The store's confirmed values, which the watch keeps current.
+    confirmed: Confirmed,
     client: Client,
     /// The store's prefix in etcd.
     store_prefix: Vec<u8>,
@@ -500,11 +619,14 @@ impl Watcher {
                 let Some(kv) = event.kv() else { continue };
                 revision = revision.max(kv.mod_revision());
                 let Some(key) = kv.key().strip_prefix(self.store_prefix.as_slice()) else { continue };
+                // A deletion's key-value has version 0 (a tombstone).
+                let value = (kv.version() > 0).then(|| kv.value().to_vec());
+                if let Some(mut c) = self.confirmed.get_mut(key) {
+                    *c = (value.clone().map(|v| (v, kv.mod_revision())), Instant::now());
+                }
                 if !key.starts_with(&self.prefix) {
                     continue;
                 }
-                // A deletion's key-value has version 0 (a tombstone).
-                let value = (kv.version() > 0).then(|| kv.value().to_vec());
                 let prev = event.prev_kv().map(|p| p.value().to_vec());
                 changes.push(Change { key: key.to_vec(), value, prev });
             }

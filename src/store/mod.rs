@@ -131,7 +131,7 @@ pub type Visit<'a> = dyn FnMut(&[u8], &[u8]) -> Result<(), StoreError> + Send + 
 pub trait Store: Send + Sync + 'static {
     /// The value under `key`, as of now.
     fn get<'a>(&'a self, key: &'a [u8]) -> StoreFuture<'a, Option<Versioned>>;
-    /// The values under `keys`, in their order, read together.
+    /// The values under `keys`, in their order, each as of now.
     fn get_many<'a>(&'a self, keys: &'a [Vec<u8>]) -> StoreFuture<'a, Vec<Option<Versioned>>>;
     /// Every `(key, value)` whose key starts with `prefix`, in key order, as of now.
     fn scan_prefix<'a>(&'a self, prefix: &'a [u8]) -> StoreFuture<'a, Vec<Record>>;

@@ -16,6 +16,7 @@ use tracing::{error, info};
 
 use super::record::{self, TokenDetails, token_key};
 use super::{DELETED, Tokens};
+use crate::store::StoreError;
 
 /// What token logins need beyond the tokens: the pool their key derivations run on and
 /// the key their salts are derived from.
@@ -57,6 +58,16 @@ impl Sessions {
         self.forget_credentials(id);
         if let Some((_, signal)) = self.revocations.remove(id) {
             signal.send_replace(DELETED);
+        }
+    }
+
+    /// Ends every token session (the view can no longer be trusted to see deletions).
+    pub(super) fn revoke_all(&self) {
+        let ids: Vec<String> = self.revocations.iter().map(|e| e.key().clone()).collect();
+        for id in ids {
+            if let Some((_, signal)) = self.revocations.remove(&id) {
+                signal.send_replace(DELETED);
+            }
         }
     }
 
@@ -107,23 +118,22 @@ impl Tokens {
     /// T-TLOGIN-3): `None` when tokens are disabled or the token is unknown or expired.
     /// The credential is derived on a token's first login per mechanism (one PBKDF2 of
     /// 4096 iterations, off the async workers) and kept in memory until the token goes.
-    pub async fn login(&self, token_id: &str, mech: ScramMechanism, now: i64) -> Option<TokenLogin> {
-        let secret = self.secret.as_ref()?;
-        let details = match self.get(token_id).await {
-            Ok(Some((t, _))) => t,
-            Ok(None) => return None,
-            Err(e) => {
-                error!("token lookup failed: {e}");
-                return None;
-            }
-        };
+    /// An error means the store could not be read (T-CLUSTER-7).
+    pub async fn login(
+        &self,
+        token_id: &str,
+        mech: ScramMechanism,
+        now: i64,
+    ) -> Result<Option<TokenLogin>, StoreError> {
+        let Some(secret) = self.secret.as_ref() else { return Ok(None) };
+        let Some((details, _)) = self.get(token_id).await? else { return Ok(None) };
         if details.is_expired(now) {
             self.sessions.forget_credentials(token_id);
-            return None;
+            return Ok(None);
         }
         let key = (token_id.to_owned(), mech);
         if let Some(c) = self.sessions.scram.get(&key) {
-            return Some(TokenLogin { credential: (**c).clone(), details });
+            return Ok(Some(TokenLogin { credential: (**c).clone(), details }));
         }
         let password = STANDARD.encode(secret.token_hmac(details.hmac_alg, &details.token_id).expose());
         // The salt a fake for this name would show, so a token's server-first looks the
@@ -140,15 +150,15 @@ impl Tokens {
             Ok(derived) => derived,
             Err(busy) => {
                 info!(token_id = %crate::logsafe::Untrusted(token_id), "token login refused: {busy}");
-                return None;
+                return Ok(None);
             }
         };
         self.sessions.scram.insert(key.clone(), Arc::new(derived.clone()));
         // A token deleted while its credential was derived must not leave it cached.
         if !matches!(self.get(token_id).await, Ok(Some(_))) {
             self.sessions.scram.remove(&key);
-            return None;
+            return Ok(None);
         }
-        Some(TokenLogin { credential: derived, details })
+        Ok(Some(TokenLogin { credential: derived, details }))
     }
 }

@@ -282,6 +282,11 @@ impl Tokens {
                 Ok(None) => t.token_id = crate::ids::random_kafka_id(),
                 Err(e) => {
                     error!(token_id = %t.token_id, "token not created: {e}");
+                    if matches!(e, StoreError::Unavailable(_)) {
+                        // The answer says failed, but the transaction may still commit
+                        // once etcd has a quorum again: it is taken back then.
+                        tokio::spawn(withdraw_later(self.store.clone(), token_key(&t.token_id)));
+                    }
                     return Err(e.into());
                 }
             }
@@ -471,6 +476,34 @@ impl Tokens {
         }
     }
 
+    /// Confirms once a second that the view has caught up with the store; when it cannot
+    /// for longer than `stale`, ends every token session, since a deletion on another
+    /// broker might not have reached it (D-22 in a cluster, §9.7). Runs while the tokens
+    /// are in use.
+    pub async fn confirm_view(tokens: Weak<Tokens>, stale: Duration) {
+        let mut confirmed = tokio::time::Instant::now();
+        let mut revoked = false;
+        loop {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            let Some(t) = tokens.upgrade() else { return };
+            match t.catch_up().await {
+                Ok(()) => {
+                    if revoked {
+                        info!("the token view is current again");
+                    }
+                    confirmed = tokio::time::Instant::now();
+                    revoked = false;
+                }
+                Err(e) if confirmed.elapsed() > stale && !revoked => {
+                    warn!("the token view could not be confirmed for {stale:?} ({e}); closing every token session");
+                    t.sessions.revoke_all();
+                    revoked = true;
+                }
+                Err(_) => {}
+            }
+        }
+    }
+
     /// Applies what the feed tells to the view, the credential cache and the sessions.
     fn follow_event(&self, event: FeedEvent) {
         match event {
@@ -574,6 +607,38 @@ fn contended() -> TokenError {
     TokenError::Store(StoreError::Unavailable("the token kept changing under the request".into()))
 }
 
+/// Deletes the token under `key` if the create that answered 7 commits after all
+/// (T-CLUSTER-7: nothing answered as failed stays). A transaction etcd had not committed
+/// when the call gave up is decided within etcd's own request timeout once a quorum
+/// answers, so the key is watched until it has read as absent, with etcd reachable, for
+/// ten seconds in a row (or for at most an hour).
+async fn withdraw_later(store: Arc<dyn Store>, key: Vec<u8>) {
+    let give_up = tokio::time::Instant::now() + Duration::from_secs(3_600);
+    let mut absent_since: Option<tokio::time::Instant> = None;
+    while tokio::time::Instant::now() < give_up {
+        // The barrier reads etcd itself: a get alone may answer from the stale cache.
+        let reachable = store.barrier().await.is_ok();
+        match store.get(&key).await {
+            Ok(None) if reachable => {
+                let since = *absent_since.get_or_insert_with(tokio::time::Instant::now);
+                if since.elapsed() >= Duration::from_secs(10) {
+                    return;
+                }
+            }
+            Ok(Some(v)) => {
+                absent_since = None;
+                let guard = vec![Guard::Unchanged(key.clone(), v.stamp)];
+                if let Ok(Some(_)) = store.commit(guard, vec![Op::Delete(key.clone())]).await {
+                    warn!(key = %String::from_utf8_lossy(&key), "withdrew a token whose create had answered 7 but committed later");
+                    return;
+                }
+            }
+            _ => absent_since = None,
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
 /// Applies the feed to the tokens until either is gone.
 async fn follow(tokens: Weak<Tokens>, mut feed: tokio::sync::mpsc::UnboundedReceiver<FeedEvent>) {
     while let Some(event) = feed.recv().await {
@@ -593,6 +658,12 @@ fn log_event(t: &TokenDetails, event: &str) {
         max_timestamp_ms = t.max_ts,
         "{event}"
     );
+}
+
+/// The store record of `t`, key and value: the load generator writes these into an etcd
+/// prefix to build a large store.
+pub fn stored_record(t: &TokenDetails) -> (Vec<u8>, Vec<u8>) {
+    (token_key(&t.token_id), record::encode(t))
 }
 
 /// Writes `tokens` straight into a stopped broker's sled store in large batches and

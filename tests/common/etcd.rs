@@ -111,27 +111,6 @@ impl EtcdCluster {
         }
     }
 
-    /// `ktb serve` as a process on this cluster under `prefix`, as node `node_id` with
-    /// master secret `secret`, its data dir under `cwd`, a SASL_PLAINTEXT loopback
-    /// listener and the tests' admin password.
-    pub fn broker_process(&self, cwd: &std::path::Path, prefix: &str, node_id: i32, secret: &str) -> super::KtbProcess {
-        let o = |k: &str, v: &str| format!("{k}={v}");
-        let dir = cwd.join(format!("node{node_id}"));
-        let args = [
-            o("listeners", "SASL_PLAINTEXT://127.0.0.1:0"),
-            o("ktb.data.dir", &dir.display().to_string()),
-            o("ktb.store", "etcd"),
-            o("ktb.etcd.endpoints", &self.endpoints()),
-            o("ktb.etcd.prefix", prefix),
-            o("node.id", &node_id.to_string()),
-            o("delegation.token.secret.key", secret),
-            o("connection.failed.authentication.delay.ms", "0"),
-        ];
-        let args: Vec<String> = args.iter().flat_map(|a| ["--override".to_owned(), a.clone()]).collect();
-        let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        super::KtbProcess::start(cwd, &args, &[("KTB_ADMIN_PASSWORD", super::ADMIN_PASSWORD)])
-    }
-
     /// Kills member `i` with SIGKILL.
     pub fn kill(&mut self, i: usize) {
         if let Some(mut c) = self.members[i].child.take() {

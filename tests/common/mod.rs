@@ -392,6 +392,33 @@ impl Drop for KtbProcess {
     }
 }
 
+/// `ktb serve` as a process on this cluster under `prefix`, as node `node_id` with
+/// master secret `secret`, its data dir under `cwd`, a SASL_PLAINTEXT loopback
+/// listener and the tests' admin password.
+pub fn etcd_broker_process(
+    etcd: &etcd::EtcdCluster,
+    cwd: &Path,
+    prefix: &str,
+    node_id: i32,
+    secret: &str,
+) -> KtbProcess {
+    let o = |k: &str, v: &str| format!("{k}={v}");
+    let dir = cwd.join(format!("node{node_id}"));
+    let args = [
+        o("listeners", "SASL_PLAINTEXT://127.0.0.1:0"),
+        o("ktb.data.dir", &dir.display().to_string()),
+        o("ktb.store", "etcd"),
+        o("ktb.etcd.endpoints", &etcd.endpoints()),
+        o("ktb.etcd.prefix", prefix),
+        o("node.id", &node_id.to_string()),
+        o("delegation.token.secret.key", secret),
+        o("connection.failed.authentication.delay.ms", "0"),
+    ];
+    let args: Vec<String> = args.iter().flat_map(|a| ["--override".to_owned(), a.clone()]).collect();
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    KtbProcess::start(cwd, &args, &[("KTB_ADMIN_PASSWORD", ADMIN_PASSWORD)])
+}
+
 fn parse_listen_addr(line: &str) -> Option<SocketAddr> {
     let rest = line.split("://").nth(1)?;
     rest.split_whitespace().next()?.parse().ok()

@@ -174,8 +174,9 @@ async fn kcat_over_sasl_ssl() {
 async fn kcat_sees_the_cluster_and_logs_in_on_another_broker() {
     let etcd = crate::common::etcd::EtcdCluster::start(3).await;
     let cwd = tempfile::tempdir().unwrap();
-    let procs: Vec<KtbProcess> =
-        (1..=3).map(|n| etcd.broker_process(cwd.path(), "/kcat/", n, "kcat-cluster-secret")).collect();
+    let procs: Vec<KtbProcess> = (1..=3)
+        .map(|n| crate::common::etcd_broker_process(&etcd, cwd.path(), "/kcat/", n, "kcat-cluster-secret"))
+        .collect();
     let addrs: Vec<String> = procs.iter().map(|p| p.addr.expect("listening").to_string()).collect();
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     loop {

@@ -36,7 +36,7 @@ fn node() -> Command {
 }
 
 /// Runs one action of platformatic_client.mjs and returns the JSON object it prints.
-fn run(addr: &str, mech: &str, user: &str, password: &str, action: &str, args: &[&str]) -> Value {
+pub(crate) fn run(addr: &str, mech: &str, user: &str, password: &str, action: &str, args: &[&str]) -> Value {
     let out = node().args([addr, mech, user, password, action]).args(args).output().expect("node (20+) is installed");
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);

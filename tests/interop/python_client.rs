@@ -21,7 +21,14 @@ fn run(addr: &str, mech: &str, user: &str, password: &str, action: &str) -> serd
     run_with(addr, mech, user, password, action, &[])
 }
 
-fn run_with(addr: &str, mech: &str, user: &str, password: &str, action: &str, extra: &[&str]) -> serde_json::Value {
+pub(crate) fn run_with(
+    addr: &str,
+    mech: &str,
+    user: &str,
+    password: &str,
+    action: &str,
+    extra: &[&str],
+) -> serde_json::Value {
     let out = python().args([addr, mech, user, password, action]).args(extra).output().unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "kafka-python: {stdout}\n{}", String::from_utf8_lossy(&out.stderr));
