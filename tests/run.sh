@@ -41,4 +41,5 @@ echo "==> cargo test"
 cargo test --workspace
 echo "==> load generator, quick mode (keeps it working; no timing is asserted)"
 cargo bench --bench load -- --quick
+cargo bench --bench load -- --etcd --quick
 cargo bench --bench sled_write -- --quick
