@@ -147,6 +147,13 @@ impl Server {
         }
         broker.cluster.leave().await;
         broker.store.close().await?;
+        // Connection tasks that signalled they are done drop their share a moment later;
+        // waiting for them means the store (and its directory lock) is closed when this
+        // returns, so the same directory can be opened again at once.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
+        while Arc::strong_count(&broker) > 1 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
         info!("store flushed; stopped");
         Ok(())
     }
