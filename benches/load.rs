@@ -339,24 +339,7 @@ fn main() {
     {
         let store = SledStore::open(&large_dir.path().join("ktb-data/store")).unwrap();
         let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64;
-        let n = bulk_load(
-            &store,
-            (0..large).map(|i| {
-                let owner = Principal::user(&format!("bulk-{}", i % 1000));
-                TokenDetails {
-                    token_id: kafka_token_broker::ids::random_kafka_id(),
-                    requester: owner.clone(),
-                    owner,
-                    renewers: Vec::new(),
-                    issue_ts: now,
-                    max_ts: now + 7 * 86_400_000,
-                    expiry_ts: now + 86_400_000,
-                    hmac_alg: HmacAlgorithm::Sha1,
-                    key_id: String::new(),
-                }
-            }),
-        )
-        .unwrap();
+        let n = bulk_load(&store, (0..large).map(|i| bulk_token(i, now))).unwrap();
         assert_eq!(n, large);
     }
     println!("bulk_load_s: {:.1}", t0.elapsed().as_secs_f64());
@@ -522,19 +505,7 @@ fn etcd_mode(rt: &tokio::runtime::Runtime, quick: bool) {
         let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64;
         let batches: Vec<Vec<Op>> = (0..large)
             .map(|i| {
-                let owner = Principal::user(&format!("bulk-{}", i % 1000));
-                let t = TokenDetails {
-                    token_id: kafka_token_broker::ids::random_kafka_id(),
-                    requester: owner.clone(),
-                    owner,
-                    renewers: Vec::new(),
-                    issue_ts: now,
-                    max_ts: now + 7 * 86_400_000,
-                    expiry_ts: now + 86_400_000,
-                    hmac_alg: HmacAlgorithm::Sha1,
-                    key_id: String::new(),
-                };
-                let (k, v) = kafka_token_broker::tokens::stored_record(&t);
+                let (k, v) = kafka_token_broker::tokens::stored_record(&bulk_token(i, now));
                 Op::Put(k, v)
             })
             .collect::<Vec<_>>()
@@ -572,4 +543,21 @@ fn etcd_mode(rt: &tokio::runtime::Runtime, quick: bool) {
     println!("ratio.etcd_create_3brokers_vs_etcd_txn: {:.3}", creates_3 / txns_per_s);
     println!("ratio.etcd_login_vs_sled_login: {:.3}    # target >= 0.5", etcd_logins / sled_logins);
     println!("cross_broker_login_failures: {failures}    # target 0 (of 1000)");
+}
+
+/// Token `i` of a bulk-loaded store: one of 1,000 owners, issued at `now` with Kafka's
+/// default lifetimes.
+fn bulk_token(i: usize, now: i64) -> TokenDetails {
+    let owner = Principal::user(&format!("bulk-{}", i % 1000));
+    TokenDetails {
+        token_id: kafka_token_broker::ids::random_kafka_id(),
+        requester: owner.clone(),
+        owner,
+        renewers: Vec::new(),
+        issue_ts: now,
+        max_ts: now + 7 * 86_400_000,
+        expiry_ts: now + 86_400_000,
+        hmac_alg: HmacAlgorithm::Sha1,
+        key_id: String::new(),
+    }
 }

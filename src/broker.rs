@@ -24,6 +24,12 @@ use crate::tokens::{LoginKeys, MasterSecret, TokenSettings, Tokens};
 #[error("{0}")]
 pub struct StartupError(pub String);
 
+impl From<crate::cluster::ClusterError> for StartupError {
+    fn from(e: crate::cluster::ClusterError) -> Self {
+        StartupError(e.0)
+    }
+}
+
 /// How to start a broker, beyond its configuration.
 pub struct StartOptions {
     /// The clock (tests inject a manual one).

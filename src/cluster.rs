@@ -18,7 +18,6 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 use tracing::{info, warn};
 
-use crate::broker::StartupError;
 use crate::config::HostPort;
 use crate::store::etcd::EtcdStore;
 use crate::store::{FeedEvent, Store};
@@ -26,6 +25,11 @@ use crate::store::{FeedEvent, Store};
 const BROKERS: &[u8] = b"brokers/";
 const SWEEPER: &[u8] = b"sweeper";
 const FINGERPRINTS: &[u8] = b"key_fp/";
+
+/// Why this broker cannot join its cluster (the broker exits 2).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct ClusterError(pub String);
 
 /// What a broker registers about itself.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -86,17 +90,17 @@ impl Cluster {
     /// Checks this broker's master-secret fingerprint against the cluster's (T-CLUSTER-5):
     /// the first broker writes it; a broker whose secret differs is refused. The secret
     /// itself never leaves the broker.
-    pub async fn check_fingerprint(&self, key_id: &str, fingerprint: String) -> Result<(), StartupError> {
+    pub async fn check_fingerprint(&self, key_id: &str, fingerprint: String) -> Result<(), ClusterError> {
         let Some(etcd) = &self.etcd else { return Ok(()) };
         let key = [FINGERPRINTS, key_id.as_bytes()].concat();
-        let err = |e| StartupError(format!("cannot check the master secret's fingerprint in etcd: {e}"));
+        let err = |e| ClusterError(format!("cannot check the master secret's fingerprint in etcd: {e}"));
         if crate::store::put_new(etcd.store.as_ref(), &key, fingerprint.clone().into_bytes()).await.map_err(err)? {
             info!(key_id, "published this cluster's master-secret fingerprint");
             return Ok(());
         }
         let stored = etcd.store.get(&key).await.map_err(err)?.map(|v| v.value).unwrap_or_default();
         if stored != fingerprint.as_bytes() {
-            return Err(StartupError(format!(
+            return Err(ClusterError(format!(
                 "delegation.token.secret.key differs from the one the cluster's other brokers use: the fingerprint \
                  of key {key_id:?} is {} here and {} in etcd; give every broker the same secret",
                 &fingerprint[..16],
@@ -108,7 +112,7 @@ impl Cluster {
 
     /// Registers this broker with its bound listeners and starts keeping the registration
     /// alive and following the others'. Refused when another live broker holds node.id.
-    pub async fn register(self: &Arc<Self>, listeners: BTreeMap<String, HostPort>) -> Result<(), StartupError> {
+    pub async fn register(self: &Arc<Self>, listeners: BTreeMap<String, HostPort>) -> Result<(), ClusterError> {
         *self.local.write().unwrap_or_else(|p| p.into_inner()) = listeners.clone();
         let registration = Registration {
             instance: self.etcd.as_ref().map(|e| e.instance.clone()).unwrap_or_default(),
@@ -130,12 +134,12 @@ impl Cluster {
                 Ok(())
             })
             .await
-            .map_err(|e| StartupError(format!("cannot read the cluster's brokers from etcd: {e}")))?;
+            .map_err(|e| ClusterError(format!("cannot read the cluster's brokers from etcd: {e}")))?;
         *self.live.write().unwrap_or_else(|p| p.into_inner()) = loaded;
-        let feed = etcd.store.feed(BROKERS, revision).map_err(|e| StartupError(e.to_string()))?;
+        let feed = etcd.store.feed(BROKERS, revision).map_err(|e| ClusterError(e.to_string()))?;
         tokio::spawn(follow(Arc::downgrade(&self.live), feed));
 
-        let lease = self.try_register(&registration).await.map_err(StartupError)?;
+        let lease = self.try_register(&registration).await.map_err(ClusterError)?;
         etcd.lease.send_replace(lease);
         etcd.store.set_writable(true);
         info!(node_id = self.node_id, lease_ttl_s = etcd.lease_ttl_s, "registered in the cluster");

@@ -32,16 +32,9 @@ pub fn handle(ctx: &Context<'_>, version: i16, req: &DescribeClusterRequest) -> 
             .with_cluster_authorized_operations(OPERATIONS_NOT_COMPUTED);
     }
     let cluster = &ctx.broker.cluster;
-    let brokers = cluster
-        .brokers(ctx.endpoint)
-        .into_iter()
-        .map(|(id, hp)| {
-            DescribeClusterBroker::default()
-                .with_broker_id(BrokerId(id))
-                .with_host(StrBytes::from_string(hp.host))
-                .with_port(i32::from(hp.port))
-        })
-        .collect();
+    let brokers = ctx.live_brokers(|id, host, port| {
+        DescribeClusterBroker::default().with_broker_id(id).with_host(host).with_port(port)
+    });
     DescribeClusterResponse::default()
         .with_cluster_id(StrBytes::from_string(ctx.broker.cluster_id.clone()))
         .with_controller_id(BrokerId(cluster.controller_id()))

@@ -33,16 +33,9 @@ pub fn handle<'a>(
         id_error: error_code::UNKNOWN_TOPIC_ID,
     };
     let cluster = &ctx.broker.cluster;
-    let brokers = cluster
-        .brokers(ctx.endpoint)
-        .into_iter()
-        .map(|(id, hp)| {
-            MetadataResponseBroker::default()
-                .with_node_id(BrokerId(id))
-                .with_host(StrBytes::from_string(hp.host))
-                .with_port(i32::from(hp.port))
-        })
-        .collect();
+    let brokers = ctx.live_brokers(|id, host, port| {
+        MetadataResponseBroker::default().with_node_id(id).with_host(host).with_port(port)
+    });
     let mut resp = MetadataResponse::default().with_brokers(brokers);
     if version >= 1 {
         resp.controller_id = BrokerId(cluster.controller_id());

@@ -13,7 +13,8 @@ pub mod metadata;
 pub mod renew_token;
 pub mod sasl;
 
-use kafka_protocol::messages::{RequestKind, ResponseKind};
+use kafka_protocol::messages::{BrokerId, RequestKind, ResponseKind};
+use kafka_protocol::protocol::StrBytes;
 use ktb_protocol::error_code;
 use ktb_protocol::request::Header;
 
@@ -46,6 +47,16 @@ impl Context<'_> {
     /// The principal of the connection.
     pub fn principal(&self) -> &Principal {
         &self.session.principal
+    }
+
+    /// Every live broker as advertised on this request's listener, shaped by `entry`
+    /// (node id, host, port) into the answer's broker type (T-CLUSTER-4).
+    pub fn live_brokers<T>(&self, entry: impl Fn(BrokerId, StrBytes, i32) -> T) -> Vec<T> {
+        let brokers = self.broker.cluster.brokers(self.endpoint);
+        brokers
+            .into_iter()
+            .map(|(id, hp)| entry(BrokerId(id), StrBytes::from_string(hp.host), i32::from(hp.port)))
+            .collect()
     }
 }
 

@@ -27,16 +27,8 @@ pub fn renewed_expiry(settings: &TokenSettings, max_ts: i64, requested_period_ms
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::HmacAlgorithm;
 
-    const S: TokenSettings = TokenSettings {
-        max_lifetime_ms: 7 * 86_400_000,
-        expiry_time_ms: 86_400_000,
-        hmac_alg: HmacAlgorithm::Sha1,
-        superuser_manage: false,
-        max_renewers: 64,
-        max_per_owner: 10_000,
-    };
+    const S: TokenSettings = TokenSettings::TESTS;
 
     /// T-CREATE-2, T-CREATE-3: lifetimes, clamps and saturation.
     #[test]

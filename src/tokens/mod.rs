@@ -97,6 +97,17 @@ pub struct TokenSettings {
 }
 
 impl TokenSettings {
+    /// Kafka's defaults (7 days, 1 day, SHA-1) with small caps, for unit tests.
+    #[cfg(test)]
+    pub(crate) const TESTS: TokenSettings = TokenSettings {
+        max_lifetime_ms: 7 * 86_400_000,
+        expiry_time_ms: 86_400_000,
+        hmac_alg: HmacAlgorithm::Sha1,
+        superuser_manage: false,
+        max_renewers: 64,
+        max_per_owner: 10_000,
+    };
+
     /// The settings in `config`.
     pub fn from_config(config: &Config) -> TokenSettings {
         TokenSettings {
@@ -763,14 +774,7 @@ mod tests {
         LoginKeys { kdf: crate::auth::kdf::KdfPool::start(1, 8).unwrap(), salt_key: [3; 32] }
     }
 
-    const S: TokenSettings = TokenSettings {
-        max_lifetime_ms: 7 * 86_400_000,
-        expiry_time_ms: 86_400_000,
-        hmac_alg: HmacAlgorithm::Sha1,
-        superuser_manage: false,
-        max_renewers: 64,
-        max_per_owner: 10_000,
-    };
+    const S: TokenSettings = TokenSettings::TESTS;
 
     async fn open(store: Arc<SledStore>) -> Arc<Tokens> {
         Tokens::open(store, Some(MasterSecret::new("s")), S, keys(), Duration::from_secs(5)).await.unwrap()
