@@ -26,6 +26,12 @@ const BROKERS: &[u8] = b"brokers/";
 const SWEEPER: &[u8] = b"sweeper";
 const FINGERPRINTS: &[u8] = b"key_fp/";
 
+/// Where the cluster keeps the fingerprint of key `key_id` (T-CLUSTER-5): written by the
+/// first broker (or `ktb store migrate`), checked by every later one.
+pub fn fingerprint_key(key_id: &str) -> Vec<u8> {
+    [FINGERPRINTS, key_id.as_bytes()].concat()
+}
+
 /// Why this broker cannot join its cluster (the broker exits 2).
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
@@ -92,7 +98,7 @@ impl Cluster {
     /// itself never leaves the broker.
     pub async fn check_fingerprint(&self, key_id: &str, fingerprint: String) -> Result<(), ClusterError> {
         let Some(etcd) = &self.etcd else { return Ok(()) };
-        let key = [FINGERPRINTS, key_id.as_bytes()].concat();
+        let key = fingerprint_key(key_id);
         let err = |e| ClusterError(format!("cannot check the master secret's fingerprint in etcd: {e}"));
         if crate::store::put_new(etcd.store.as_ref(), &key, fingerprint.clone().into_bytes()).await.map_err(err)? {
             info!(key_id, "published this cluster's master-secret fingerprint");

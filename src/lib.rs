@@ -16,6 +16,7 @@ pub mod datadir;
 pub mod fsutil;
 pub mod ids;
 pub mod logsafe;
+pub mod migrate;
 pub mod properties;
 pub mod server;
 pub mod store;

@@ -76,6 +76,41 @@ enum Command {
     /// Show the client's resolved settings.
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// Work on a stopped broker's store.
+    #[command(subcommand)]
+    Store(StoreCommand),
+}
+
+#[derive(Subcommand)]
+enum StoreCommand {
+    /// Copy a stopped broker's sled store into an empty etcd prefix, to run it as a cluster.
+    ///
+    /// Users, tokens, the cluster id and the fake-salt key are copied; the master
+    /// secret is not (only its fingerprint, so a broker with another secret is refused).
+    /// Settings for etcd (ktb.etcd.prefix, ktb.etcd.username, ktb.etcd.password,
+    /// ktb.etcd.ca.file, ...) and the secret come from --config, KTB_* variables and -o,
+    /// as for `ktb serve`. An interrupted run can be run again.
+    ///
+    /// Example:
+    ///   ktb store migrate --data-dir ./ktb-data --to-etcd http://127.0.0.1:2379
+    #[command(verbatim_doc_comment)]
+    Migrate {
+        /// The stopped broker's data directory.
+        #[arg(long, value_name = "DIR")]
+        data_dir: PathBuf,
+        /// etcd endpoints, comma-separated (ktb.etcd.endpoints).
+        #[arg(long, value_name = "ENDPOINTS")]
+        to_etcd: String,
+        /// The etcd prefix to fill (ktb.etcd.prefix; default /ktb/).
+        #[arg(long)]
+        prefix: Option<String>,
+        /// The broker's server.properties, for the secret and etcd settings.
+        #[arg(long, env = "KTB_CONFIG", value_name = "FILE")]
+        config: Option<PathBuf>,
+        /// Set one property. Repeatable.
+        #[arg(short = 'o', long = "override", value_name = "KEY=VALUE", value_parser = parse_override)]
+        overrides: Vec<(String, String)>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -235,6 +270,15 @@ fn main() -> ExitCode {
         Command::Config(ConfigCommand::Show { common }) => {
             let output = common.output;
             finish(kafka_token_broker::cli::config_show(&common), output)
+        }
+        Command::Store(StoreCommand::Migrate { data_dir, to_etcd, prefix, config, overrides }) => {
+            match store_migrate(&data_dir, &to_etcd, prefix, config.as_deref(), overrides) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    ExitCode::from(EXIT_STARTUP)
+                }
+            }
         }
         Command::Token(cmd) => {
             let output = token_output(&cmd);
@@ -430,6 +474,51 @@ fn user_add(
     }
     let mechs = if mechanism == "both" { "SCRAM-SHA-256 and SCRAM-SHA-512" } else { mechanism };
     eprintln!("user {name}: {mechs} credentials written to {} ({iterations} iterations)", data_dir.display());
+    Ok(())
+}
+
+/// `ktb store migrate`: a sled store into etcd, then what to set on the brokers.
+fn store_migrate(
+    data_dir: &std::path::Path,
+    endpoints: &str,
+    prefix: Option<String>,
+    file: Option<&std::path::Path>,
+    mut overrides: Vec<(String, String)>,
+) -> Result<(), String> {
+    private_umask();
+    overrides.push(("ktb.store".into(), "etcd".into()));
+    overrides.push(("ktb.etcd.endpoints".into(), endpoints.into()));
+    if let Some(p) = prefix {
+        overrides.push(("ktb.etcd.prefix".into(), p));
+    }
+    let (config, _) = Config::load(file, std::env::vars(), &overrides).map_err(|e| format!("configuration: {e}"))?;
+    let kafka_token_broker::config::StoreKind::Etcd(etcd) = &config.store else { unreachable!("set above") };
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| e.to_string())?;
+    let done = runtime.block_on(kafka_token_broker::migrate::sled_to_etcd(&config, data_dir))?;
+    eprintln!(
+        "{} user credential(s) and {} token(s) of {} are in etcd prefix {} ({} record(s) written, {} there already)",
+        done.credentials,
+        done.tokens,
+        data_dir.display(),
+        etcd.prefix,
+        done.written,
+        done.already_there
+    );
+    eprintln!(
+        "start each broker with ktb.store=etcd, ktb.etcd.endpoints={endpoints}, ktb.etcd.prefix={}, its own node.id,",
+        etcd.prefix
+    );
+    if done.generated_secret {
+        eprintln!(
+            "and delegation.token.secret.key set to the contents of {} (the secret the tokens were made with; keep \
+             it secret)",
+            data_dir.join(kafka_token_broker::tokens::SECRET_FILE).display()
+        );
+    } else if done.fingerprint {
+        eprintln!("and the same delegation.token.secret.key as before (brokers with another one are refused)");
+    } else {
+        eprintln!("and a delegation.token.secret.key of your choice (tokens were disabled)");
+    }
     Ok(())
 }
 

@@ -443,3 +443,76 @@ async fn t_cluster_7_logins_within_the_stale_window() {
     tokio::time::sleep(Duration::from_millis(6_500).saturating_sub(lost.elapsed())).await;
     assert!(closes(seen.token_id.to_string()).await, "after the window: closed without an answer");
 }
+
+/// Runs `ktb store migrate` for `data_dir` into `prefix`; its exit code and stderr.
+fn migrate(etcd: &EtcdCluster, data_dir: &std::path::Path, prefix: &str) -> (Option<i32>, String) {
+    let out = std::process::Command::new(common::ktb_bin())
+        .args(["store", "migrate", "--data-dir"])
+        .arg(data_dir)
+        .args(["--to-etcd", &etcd.endpoints(), "--prefix", prefix])
+        .env_remove("KTB_CONFIG")
+        .output()
+        .unwrap();
+    (out.status.code(), String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+/// T-CLUSTER-1 (§9.7 `ktb store migrate`): a stopped single broker's users, tokens and
+/// cluster id move into an empty etcd prefix; a broker on it, given the generated secret,
+/// logs in the user and the token with the same details and cluster id; a second run
+/// finds everything there; a broker with another secret is refused (the fingerprint was
+/// copied, never the secret); a prefix in use is refused without a write.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn t_cluster_1_store_migrate_moves_a_single_broker_into_etcd() {
+    use kafka_protocol::messages::{ApiKey, MetadataRequest, ResponseKind};
+    let etcd = EtcdCluster::start(3).await;
+    let single = TestBroker::start_sasl(&[]).await;
+    let cluster_id = single.cluster_id_on_disk();
+    let mut c = single.connect().await;
+    c.login_admin().await;
+    common::add_user(&mut c, "bob", "bob-password").await;
+    let token = create_ok(&mut c, &[("User", "carol")]).await;
+    let before = describe(&mut c, 3, None).await;
+    drop(c);
+    let (result, dir) = single.shutdown().await;
+    result.unwrap();
+    let data = dir.path().join("data");
+
+    let (code, stderr) = migrate(&etcd, &data, "/migrated/");
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(stderr.contains("4 user credential(s) and 1 token(s)"), "{stderr}");
+    assert!(stderr.contains("(8 record(s) written, 0 there already)"), "and the cluster's shared keys: {stderr}");
+    assert!(stderr.contains("delegation-token.secret"), "names the secret's file: {stderr}");
+    let secret = std::fs::read_to_string(data.join("delegation-token.secret")).unwrap().trim().to_owned();
+    assert!(!stderr.contains(&secret), "the secret itself is never printed");
+    let (code, stderr) = migrate(&etcd, &data, "/migrated/");
+    assert_eq!(code, Some(0), "a second run completes nothing new: {stderr}");
+    assert!(stderr.contains("(0 record(s) written, 8 there already)"), "{stderr}");
+
+    let on_etcd = broker(&etcd, "/migrated/", 1, &[("delegation.token.secret.key", secret.as_str())]).await;
+    let (_, r) = token_login(on_etcd.addr, ScramMechanism::Sha512, &token.token_id, &token.hmac, true).await;
+    assert_eq!(r.error_code, 0, "the migrated token logs in");
+    let mut bob = on_etcd.connect().await;
+    assert_eq!(bob.scram_login(ScramMechanism::Sha256, "bob", "bob-password", false).await.error_code, 0);
+    let mut admin = on_etcd.connect().await;
+    admin.login_admin().await;
+    assert_eq!(describe(&mut admin, 3, None).await.tokens, before.tokens, "identical details, renewers included");
+    match admin.call(ApiKey::Metadata, 12, MetadataRequest::default().into()).await {
+        ResponseKind::Metadata(m) => assert_eq!(m.cluster_id.as_deref(), Some(cluster_id.as_str()), "same cluster id"),
+        other => panic!("{other:?}"),
+    }
+
+    let cwd = tempfile::tempdir().unwrap();
+    let mut wrong = ktb_process(&etcd, cwd.path(), "/migrated/", 2, "not-the-generated-secret");
+    assert_eq!(wrong.wait_exit(), Some(2), "another secret is refused");
+    assert!(wrong.log_lines().iter().any(|l| l.contains("differs from the one the cluster's other brokers use")));
+
+    let other = TestBroker::start_sasl(&[]).await;
+    let (result, other_dir) = other.shutdown().await;
+    result.unwrap();
+    let (code, stderr) = migrate(&etcd, &other_dir.path().join("data"), "/migrated/");
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(stderr.contains("is in use") && stderr.contains("nothing was written"), "{stderr}");
+    let mut admin = on_etcd.connect().await;
+    admin.login_admin().await;
+    assert_eq!(describe(&mut admin, 3, None).await.tokens, before.tokens, "the refused run changed nothing");
+}

@@ -10,7 +10,8 @@ use ktb_protocol::scram::{ScramCredential, ScramMechanism, Secret};
 
 use crate::store::{Guard, Op, Store, StoreError};
 
-const PREFIX: &[u8] = b"cred/";
+/// Where user credentials live in the store: `cred/<mechanism code><name>`.
+pub const PREFIX: &[u8] = b"cred/";
 const RECORD_VERSION: u8 = 1;
 
 /// One pending change to a user's credentials.

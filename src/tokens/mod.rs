@@ -30,14 +30,14 @@ use tracing::{error, info, warn};
 
 pub use arithmetic::{create_times, renewed_expiry};
 pub use login::{LoginKeys, TokenLogin};
-pub use record::TokenDetails;
+pub use record::{TOKEN_PREFIX, TokenDetails};
 pub use secret::{MasterSecret, SECRET_FILE};
 
 use crate::auth::Principal;
 use crate::config::{Config, HmacAlgorithm};
 use crate::store::{Change, FeedEvent, Guard, Op, Revision, SledStore, Store, StoreError};
 use login::Sessions;
-use record::{LEGACY_INDEX_PREFIXES, TOKEN_PREFIX, token_key};
+use record::{LEGACY_INDEX_PREFIXES, token_key};
 use view::{Bulk, HmacIndex, Id, Indexes, View, index_key};
 
 /// Why a token operation was refused; each maps to one Kafka error code.
