@@ -30,6 +30,11 @@ impl From<crate::cluster::ClusterError> for StartupError {
     }
 }
 
+/// Where a cluster on etcd keeps the cluster id and the fake-salt key that all its
+/// brokers share (T-CLUSTER-1, T-REVEAL-1).
+pub const CLUSTER_ID_KEY: &[u8] = b"meta/cluster_id";
+pub const FAKE_SALT_KEY: &[u8] = b"meta/fake_salt_key";
+
 /// How to start a broker, beyond its configuration.
 pub struct StartOptions {
     /// The clock (tests inject a manual one).
@@ -152,9 +157,8 @@ impl Broker {
                 let etcd_err = |e: crate::store::StoreError| {
                     StartupError(format!("cannot read the cluster's identity from etcd: {e}"))
                 };
-                let id =
-                    shared(b"meta/cluster_id", data_dir.cluster_id.clone().into_bytes()).await.map_err(etcd_err)?;
-                let salt = shared(b"meta/fake_salt_key", random_bytes::<32>()?.to_vec()).await.map_err(etcd_err)?;
+                let id = shared(CLUSTER_ID_KEY, data_dir.cluster_id.clone().into_bytes()).await.map_err(etcd_err)?;
+                let salt = shared(FAKE_SALT_KEY, random_bytes::<32>()?.to_vec()).await.map_err(etcd_err)?;
                 let salt: [u8; 32] = salt
                     .try_into()
                     .map_err(|_| StartupError("the cluster's fake-salt key in etcd is not 32 bytes".into()))?;
@@ -299,12 +303,7 @@ async fn open_tokens(
     match &secret {
         None => warn!("delegation.token.secret.key is empty: delegation tokens are disabled"),
         Some(s) if matches!(config.store, StoreKind::Etcd(_)) => {
-            let fingerprint = {
-                let s = MasterSecret::new_from(s);
-                tokio::task::spawn_blocking(move || s.fingerprint(""))
-                    .await
-                    .map_err(|e| StartupError(format!("the fingerprint task failed: {e}")))?
-            };
+            let fingerprint = s.single_key_fingerprint().await.map_err(StartupError)?;
             cluster.check_fingerprint("default", fingerprint).await?;
         }
         Some(_) => {}

@@ -15,15 +15,13 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
+use crate::broker::{CLUSTER_ID_KEY, FAKE_SALT_KEY};
 use crate::config::{Config, SecretSetting, StoreKind};
 use crate::datadir::DataDir;
 use crate::store::etcd::EtcdStore;
 use crate::store::{Guard, Op, SledStore, Store};
 use crate::tokens::{MasterSecret, SECRET_FILE, remove_legacy_index_keys};
 
-/// Keys an etcd store writes for itself when it first connects.
-const STORE_OWN: [&[u8]; 2] = [b"meta/schema_version", b"meta/revision"];
-const CLUSTER_ID: &[u8] = b"meta/cluster_id";
 /// At most this many keys, and about this many bytes, per transaction (etcd's default
 /// limits are 128 operations and 1.5 MiB).
 const BATCH_KEYS: usize = 100;
@@ -68,13 +66,13 @@ pub async fn sled_to_etcd(config: &Config, data_dir: &Path) -> Result<Migrated, 
         }
     }
     let mut wanted: BTreeMap<Vec<u8>, Vec<u8>> = records.into_iter().collect();
-    wanted.insert(b"meta/fake_salt_key".to_vec(), dir.fake_salt_key().map_err(|e| e.0)?.to_vec());
+    wanted.insert(FAKE_SALT_KEY.to_vec(), dir.fake_salt_key().map_err(|e| e.0)?.to_vec());
     if let Some(fingerprint) = fingerprint(&config.token_secret, &dir, &mut migrated).await? {
         wanted.insert(crate::cluster::fingerprint_key("default"), fingerprint.into_bytes());
         migrated.fingerprint = true;
     }
 
-    wanted.insert(CLUSTER_ID.to_vec(), dir.cluster_id.clone().into_bytes());
+    wanted.insert(CLUSTER_ID_KEY.to_vec(), dir.cluster_id.clone().into_bytes());
 
     let timeout = std::time::Duration::from_millis(config.etcd_request_timeout_ms.max(1) as u64);
     let etcd = EtcdStore::connect(settings, timeout)
@@ -88,7 +86,7 @@ pub async fn sled_to_etcd(config: &Config, data_dir: &Path) -> Result<Migrated, 
                 wanted.remove(&key);
                 migrated.already_there += 1;
             }
-            _ if STORE_OWN.contains(&key.as_slice()) => {}
+            _ if crate::store::etcd::OWN_KEYS.contains(&key.as_slice()) => {}
             _ => foreign.push(String::from_utf8_lossy(&key).into_owned()),
         }
     }
@@ -106,7 +104,7 @@ pub async fn sled_to_etcd(config: &Config, data_dir: &Path) -> Result<Migrated, 
 
     // Records first, the cluster id last: a broker that finds the cluster id finds
     // everything else too.
-    let last = wanted.remove_entry(CLUSTER_ID);
+    let last = wanted.remove_entry(CLUSTER_ID_KEY);
     let pending = wanted.into_iter().chain(last);
     let mut batch: Vec<(Vec<u8>, Vec<u8>)> = Vec::new();
     let mut bytes = 0;
@@ -142,10 +140,7 @@ async fn fingerprint(
         SecretSetting::Configured(_) => MasterSecret::load(setting, dir.path())?,
     };
     let Some(secret) = secret else { return Ok(None) };
-    tokio::task::spawn_blocking(move || secret.fingerprint(""))
-        .await
-        .map(Some)
-        .map_err(|e| format!("the fingerprint task failed: {e}"))
+    secret.single_key_fingerprint().await.map(Some)
 }
 
 async fn put_absent(etcd: &EtcdStore, batch: Vec<(Vec<u8>, Vec<u8>)>) -> Result<(), String> {

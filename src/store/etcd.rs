@@ -32,6 +32,8 @@ const SCHEMA_VERSION: u32 = 1;
 const SCHEMA_KEY: &[u8] = b"meta/schema_version";
 /// Put by every commit: its mod revision is the revision of the last commit.
 const MARKER_KEY: &[u8] = b"meta/revision";
+/// The keys the store writes for itself under its prefix, beside the records.
+pub const OWN_KEYS: [&[u8]; 2] = [SCHEMA_KEY, MARKER_KEY];
 /// Records per page of a load or scan (well under etcd's 1.5 MiB request limit).
 const PAGE: i64 = 1_000;
 /// Keys per read transaction (etcd's default `--max-txn-ops` is 128).

@@ -58,6 +58,15 @@ impl MasterSecret {
         fp.expose().iter().map(|b| format!("{b:02x}")).collect()
     }
 
+    /// The fingerprint of the single secret (key id `""`, published as `default`), on a
+    /// blocking thread: its 600,000 rounds must not hold up the async threads.
+    pub async fn single_key_fingerprint(&self) -> Result<String, String> {
+        let secret = MasterSecret::new_from(self);
+        tokio::task::spawn_blocking(move || secret.fingerprint(""))
+            .await
+            .map_err(|e| format!("the fingerprint task failed: {e}"))
+    }
+
     /// `HMAC(secret, tokenId)` with `alg` (T-HMAC-1).
     pub fn token_hmac(&self, alg: HmacAlgorithm, token_id: &str) -> Secret {
         fn mac<M: Mac + hmac::digest::KeyInit>(key: &[u8], msg: &[u8]) -> Vec<u8> {
