@@ -8,6 +8,7 @@ use tracing::{info, warn};
 
 use ktb_protocol::scram::{ScramCredential, ScramMechanism};
 
+use crate::audit::Audit;
 use crate::auth::kdf::KdfPool;
 use crate::auth::users::{Alteration, Users};
 use crate::auth::{Identity, Principal};
@@ -15,9 +16,10 @@ use crate::clock::{Clock, SystemClock};
 use crate::cluster::Cluster;
 use crate::config::{Config, SecretSetting, StoreKind};
 use crate::datadir::DataDir;
+use crate::metrics::Metrics;
 use crate::store::etcd::EtcdStore;
 use crate::store::{SledStore, Store};
-use crate::tokens::{LoginKeys, MasterSecret, TokenSettings, Tokens};
+use crate::tokens::{LoginKeys, MasterSecret, TokenDetails, TokenSettings, Tokens};
 
 /// A reason the broker cannot start (exit code 2, T-LIFE-2).
 #[derive(Debug, thiserror::Error)]
@@ -41,11 +43,14 @@ pub struct StartOptions {
     pub clock: Arc<dyn Clock>,
     /// The bootstrap user's password (`KTB_ADMIN_PASSWORD`); generated when absent.
     pub admin_password: Option<String>,
+    /// The metrics, when the caller serves them already (the metrics listener is bound
+    /// before the store opens); otherwise made from the configuration.
+    pub metrics: Option<Arc<Metrics>>,
 }
 
 impl Default for StartOptions {
     fn default() -> Self {
-        StartOptions { clock: Arc::new(SystemClock), admin_password: None }
+        StartOptions { clock: Arc::new(SystemClock), admin_password: None, metrics: None }
     }
 }
 
@@ -70,6 +75,10 @@ pub struct Broker {
     pub fake_salt_key: [u8; 32],
     /// The bounded pool of client-triggered key derivations (T-LIMIT-6).
     pub kdf: Arc<KdfPool>,
+    /// What the broker counts (T-LIFE-3, T-OPS-1).
+    pub metrics: Arc<Metrics>,
+    /// The audit log (T-OPS-2).
+    pub audit: Audit,
     /// The bootstrap user's generated password, when this start created it (T-ZERO-4).
     /// The caller prints it once and drops it.
     pub generated_admin_password: Option<String>,
@@ -140,6 +149,15 @@ impl Broker {
                 (store.clone(), Some(store))
             }
         };
+        let metrics = options.metrics.unwrap_or_else(|| Arc::new(Metrics::new(config.metrics_listener.is_some())));
+        let store: Arc<dyn Store> =
+            if metrics.enabled() { Arc::new(crate::store::timed::Timed::new(store, metrics.clone())) } else { store };
+        let audit = Audit::open(config.audit_log_file.as_deref()).map_err(|e| {
+            StartupError(format!(
+                "ktb.audit.log.file: cannot open {}: {e}",
+                config.audit_log_file.as_deref().unwrap_or(std::path::Path::new("")).display()
+            ))
+        })?;
         // Files sled created with the process umask, or an earlier build left readable.
         data_dir.make_private().map_err(|e| StartupError(e.0))?;
         let (cluster_id, fake_salt_key) = match &config.store {
@@ -177,7 +195,9 @@ impl Broker {
         let users = Users::new(store.clone());
         let generated_admin_password = bootstrap_user(&config, &users, options.admin_password).await?;
         let logins = LoginKeys { kdf: kdf.clone(), salt_key: fake_salt_key };
-        let tokens = open_tokens(&config, &data_dir, store.clone(), &cluster, options.clock.as_ref(), logins).await?;
+        let on_swept = |t: &TokenDetails| record_swept(&metrics, &audit, t);
+        let tokens =
+            open_tokens(&config, &data_dir, store.clone(), &cluster, options.clock.as_ref(), logins, &on_swept).await?;
         Ok(Broker {
             tokens,
             cluster,
@@ -188,6 +208,8 @@ impl Broker {
             clock: options.clock,
             fake_salt_key,
             kdf,
+            metrics,
+            audit,
             generated_admin_password,
             data_dir,
         })
@@ -298,6 +320,7 @@ async fn open_tokens(
     cluster: &Cluster,
     clock: &dyn Clock,
     logins: LoginKeys,
+    on_swept: &(dyn Fn(&TokenDetails) + Send + Sync),
 ) -> Result<Arc<Tokens>, StartupError> {
     let secret = MasterSecret::load(&config.token_secret, data_dir.path()).map_err(StartupError)?;
     match &secret {
@@ -318,11 +341,23 @@ async fn open_tokens(
     }
     // On etcd only the elected sweeper sweeps, and it is elected once registered.
     let swept = match config.store {
-        StoreKind::Sled => tokens.sweep(clock.now_ms()).await.map_err(store_err)?,
+        StoreKind::Sled => tokens.sweep(clock.now_ms(), on_swept).await.map_err(store_err)?,
         StoreKind::Etcd(_) => 0,
     };
     info!(indexed = tokens.len(), swept, "tokens loaded");
     Ok(tokens)
+}
+
+/// Counts a token the sweeper deleted and audits it (T-LIFE-3, T-OPS-2).
+pub fn record_swept(metrics: &Metrics, audit: &Audit, t: &TokenDetails) {
+    metrics.swept(1);
+    let subject = crate::audit::Subject {
+        token_id: Some(&t.token_id),
+        owner: Some(&t.owner),
+        requester: Some(&t.requester),
+        user: None,
+    };
+    audit.record("token_swept", &subject, None, ktb_protocol::error_code::NONE);
 }
 
 /// Creates `ktb.bootstrap.user` when the store has no users (T-ZERO-4). Returns the

@@ -259,6 +259,15 @@ impl Cluster {
         live.keys().next().copied().unwrap_or(self.node_id).min(self.node_id)
     }
 
+    /// True while this broker holds its registration: always alone; on etcd while its
+    /// lease is alive (T-CLUSTER-4).
+    pub fn registered(&self) -> bool {
+        match &self.etcd {
+            None => true,
+            Some(etcd) => *etcd.lease.borrow() != 0,
+        }
+    }
+
     /// True on etcd, where brokers share the store.
     pub fn clustered(&self) -> bool {
         self.etcd.is_some()

@@ -92,6 +92,7 @@ const PROPERTIES: &[PropDef] = &[
     prop("ktb.etcd.lease.ms", Some("10000")),
     prop("ktb.etcd.stale.ms", Some("10000")),
     prop("ktb.metrics.listener", Some("")),
+    prop("ktb.audit.log.file", Some("")),
     prop("ktb.bootstrap.user", Some("admin")),
     prop("ktb.sasl.scram.implicit.token.login", Some("true")),
     prop("ktb.token.superuser.manage", Some("false")),
@@ -434,8 +435,11 @@ pub struct Config {
     /// `ktb.etcd.request.timeout.ms`: the longest a store call may take before the request
     /// answers 7 (T-CLUSTER-7); also how long a request waits for the token view.
     pub etcd_request_timeout_ms: i64,
-    /// `ktb.metrics.listener`.
-    pub metrics_listener: Option<String>,
+    /// `ktb.metrics.listener`: where `/metrics`, `/healthz` and `/readyz` are served
+    /// (T-OPS-1); `None` is off.
+    pub metrics_listener: Option<HostPort>,
+    /// `ktb.audit.log.file` (T-OPS-2); `None` is off.
+    pub audit_log_file: Option<PathBuf>,
     /// `ktb.bootstrap.user`.
     pub bootstrap_user: String,
     /// `ktb.sasl.scram.implicit.token.login` (D-1).
@@ -529,9 +533,10 @@ impl Config {
                 other => return Err(invalid("ktb.store", other, "allowed: sled, etcd")),
             },
             etcd_request_timeout_ms: int(r, "ktb.etcd.request.timeout.ms", 1, 3_600_000)?,
-            metrics_listener: Some(r.get("ktb.metrics.listener").unwrap_or_default().trim())
+            metrics_listener: parse_metrics_listener(r.get("ktb.metrics.listener").unwrap_or_default())?,
+            audit_log_file: Some(r.get("ktb.audit.log.file").unwrap_or_default().trim())
                 .filter(|s| !s.is_empty())
-                .map(str::to_owned),
+                .map(PathBuf::from),
             bootstrap_user,
             implicit_token_login: boolean(r, "ktb.sasl.scram.implicit.token.login")?,
             superuser_manage_tokens: boolean(r, "ktb.token.superuser.manage")?,
@@ -666,6 +671,23 @@ fn parse_super_users(r: &Resolved, bootstrap_user: &str) -> Result<Vec<Principal
         .iter()
         .map(|e| Principal::parse(e).ok_or_else(|| invalid("super.users", e, "each entry must be Type:name")))
         .collect()
+}
+
+/// `ktb.metrics.listener`: empty, `host:port` or `http://host:port` (§9.7).
+fn parse_metrics_listener(raw: &str) -> Result<Option<HostPort>, ConfigError> {
+    let raw = raw.trim();
+    if raw.is_empty() {
+        return Ok(None);
+    }
+    let name = "ktb.metrics.listener";
+    let bad = || invalid(name, raw, "expected host:port or http://host:port (https is not served)");
+    let rest = raw.strip_prefix("http://").unwrap_or(raw);
+    let rest = rest.strip_suffix('/').unwrap_or(rest);
+    if rest.contains("://") || rest.contains('/') {
+        return Err(bad());
+    }
+    let (_, hp) = parse_endpoint(name, &format!("http://{rest}")).map_err(|_| bad())?;
+    Ok(Some(hp))
 }
 
 /// Parses `NAME://host:port`, with `[v6]` hosts allowed.
@@ -886,6 +908,20 @@ mod tests {
         assert!(e.unwrap_err().0.contains("one of the listeners"));
         let e = load(None, &[], &[("listeners", "PLAINTEXT://h:99999")]).unwrap_err().0;
         assert!(e.contains("NAME://host:port"), "{e}");
+    }
+
+    /// T-OPS-1: the metrics listener takes `host:port` and `http://host:port` (§9.7).
+    #[test]
+    fn t_ops_1_metrics_listener_forms() {
+        let hp = |host: &str, port| Some(HostPort { host: host.into(), port });
+        assert_eq!(parse_metrics_listener("").unwrap(), None);
+        assert_eq!(parse_metrics_listener("127.0.0.1:9404").unwrap(), hp("127.0.0.1", 9404));
+        assert_eq!(parse_metrics_listener("http://127.0.0.1:9404").unwrap(), hp("127.0.0.1", 9404));
+        assert_eq!(parse_metrics_listener("http://[::1]:9404/").unwrap(), hp("::1", 9404));
+        assert_eq!(parse_metrics_listener(":9404").unwrap(), hp("", 9404));
+        for bad in ["https://127.0.0.1:9404", "127.0.0.1", "http://h:9404/metrics", "h:99999"] {
+            assert!(parse_metrics_listener(bad).is_err(), "{bad}");
+        }
     }
 
     /// T-CFG-3: the dump shows sources and hides secrets.

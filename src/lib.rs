@@ -5,6 +5,7 @@
 //! [`store`] keeps what must survive, and [`server`] is the thin async shell around them.
 
 pub mod api;
+pub mod audit;
 pub mod auth;
 pub mod broker;
 pub mod cli;
@@ -16,6 +17,7 @@ pub mod datadir;
 pub mod fsutil;
 pub mod ids;
 pub mod logsafe;
+pub mod metrics;
 pub mod migrate;
 pub mod properties;
 pub mod server;

@@ -2,6 +2,7 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
 use kafka_token_broker::auth::users::{Alteration, Users};
@@ -11,7 +12,9 @@ use kafka_token_broker::cli::user as cli_user;
 use kafka_token_broker::cli::{CliError, CommonFlags, Output};
 use kafka_token_broker::config::Config;
 use kafka_token_broker::datadir::DataDir;
+use kafka_token_broker::metrics::Metrics;
 use kafka_token_broker::server::Server;
+use kafka_token_broker::server::http::{self, Probe};
 use kafka_token_broker::store::SledStore;
 use ktb_protocol::scram::{MAX_ITERATIONS, MIN_ITERATIONS};
 use tracing::{error, info, warn};
@@ -79,6 +82,24 @@ enum Command {
     /// Work on a stopped broker's store.
     #[command(subcommand)]
     Store(StoreCommand),
+    /// Ask a running broker whether it is ready: exit 0 when its /readyz answers 200.
+    ///
+    /// For container and orchestrator health checks. It reads the broker's metrics
+    /// listener (ktb.metrics.listener) and prints the answer: "ready", or "not ready:" and
+    /// the reason. Exit codes: 0 ready, 1 answered but not ready, 2 a bad URL, 3 no answer.
+    ///
+    /// Examples:
+    ///   ktb health
+    ///   ktb health --url http://127.0.0.1:9404/healthz
+    #[command(verbatim_doc_comment)]
+    Health {
+        /// The URL to GET.
+        #[arg(long, env = "KTB_HEALTH_URL", default_value = "http://127.0.0.1:9404/readyz")]
+        url: String,
+        /// Give up after this many milliseconds.
+        #[arg(long, default_value_t = 3000, value_name = "MS")]
+        timeout_ms: u64,
+    },
 }
 
 #[derive(Subcommand)]
@@ -271,6 +292,7 @@ fn main() -> ExitCode {
             let output = common.output;
             finish(kafka_token_broker::cli::config_show(&common), output)
         }
+        Command::Health { url, timeout_ms } => health(&url, timeout_ms),
         Command::Store(StoreCommand::Migrate { data_dir, to_etcd, prefix, config, overrides }) => {
             match store_migrate(&data_dir, &to_etcd, prefix, config.as_deref(), overrides) {
                 Ok(()) => ExitCode::SUCCESS,
@@ -398,8 +420,28 @@ fn serve(file: Option<PathBuf>, overrides: Vec<(String, String)>, print_config: 
         }
     };
     runtime.block_on(async move {
-        let options =
-            StartOptions { admin_password: std::env::var("KTB_ADMIN_PASSWORD").ok(), ..StartOptions::default() };
+        // Signals first: a SIGTERM or SIGHUP while the store loads must not kill the
+        // process the default way.
+        let signal = shutdown_signal();
+        let probe = Arc::new(Probe::default());
+        reopen_on_sighup(probe.clone());
+        let metrics = Arc::new(Metrics::new(config.metrics_listener.is_some()));
+        if let Some(addr) = &config.metrics_listener {
+            match http::bind(addr).await {
+                Ok(listener) => {
+                    tokio::spawn(http::serve(listener, metrics.clone(), probe.clone()));
+                }
+                Err(e) => {
+                    error!("cannot start: {e}");
+                    return ExitCode::from(EXIT_STARTUP);
+                }
+            }
+        }
+        let options = StartOptions {
+            admin_password: std::env::var("KTB_ADMIN_PASSWORD").ok(),
+            metrics: Some(metrics),
+            ..StartOptions::default()
+        };
         let broker = match Broker::open(config, options).await {
             Ok(mut b) => {
                 if let Some(password) = b.generated_admin_password.take() {
@@ -412,13 +454,17 @@ fn serve(file: Option<PathBuf>, overrides: Vec<(String, String)>, print_config: 
                 return ExitCode::from(EXIT_STARTUP);
             }
         };
-        let shutdown = shutdown_signal();
         let server = match Server::bind(broker).await {
             Ok(s) => s,
             Err(e) => {
                 error!("cannot start: {e}");
                 return ExitCode::from(EXIT_STARTUP);
             }
+        };
+        probe.started(server.broker());
+        let shutdown = async move {
+            signal.await;
+            probe.stopping();
         };
         match server.run(shutdown).await {
             Ok(()) => ExitCode::SUCCESS,
@@ -428,6 +474,32 @@ fn serve(file: Option<PathBuf>, overrides: Vec<(String, String)>, print_config: 
             }
         }
     })
+}
+
+/// `ktb health`.
+fn health(url: &str, timeout_ms: u64) -> ExitCode {
+    let Ok(runtime) = tokio::runtime::Builder::new_current_thread().enable_all().build() else {
+        return ExitCode::from(EXIT_FAILURE);
+    };
+    let timeout = std::time::Duration::from_millis(timeout_ms.max(1));
+    match runtime.block_on(kafka_token_broker::cli::health::get(url, timeout)) {
+        Ok((200, body)) => {
+            print!("{body}");
+            ExitCode::SUCCESS
+        }
+        Ok((status, body)) => {
+            eprint!("{status}: {body}");
+            ExitCode::from(EXIT_FAILURE)
+        }
+        Err(e) if e.contains("is not a URL") || e.contains("only http://") || e.contains("has no host") => {
+            eprintln!("error: {e}");
+            ExitCode::from(EXIT_STARTUP)
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(kafka_token_broker::cli::exit::CONNECTION)
+        }
+    }
 }
 
 /// Shows a generated bootstrap password once, on stderr and never in the log (T-ZERO-4).
@@ -525,6 +597,25 @@ fn store_migrate(
 /// Completes on SIGINT or SIGTERM. The handlers are installed when this is called, not
 /// when the future is first polled: a signal that arrives just after the listeners
 /// announce themselves must stop the broker gracefully, not kill it unflushed.
+/// Reopens the audit log on every SIGHUP (log rotation, T-OPS-2) once the broker runs;
+/// before that a SIGHUP is ignored.
+fn reopen_on_sighup(probe: Arc<Probe>) {
+    use tokio::signal::unix::{SignalKind, signal};
+    match signal(SignalKind::hangup()) {
+        Ok(mut hup) => {
+            tokio::spawn(async move {
+                while hup.recv().await.is_some() {
+                    info!("SIGHUP received");
+                    if let Some(broker) = probe.broker() {
+                        broker.audit.reopen();
+                    }
+                }
+            });
+        }
+        Err(e) => warn!("cannot watch SIGHUP ({e}); the audit log is not reopened on it"),
+    }
+}
+
 fn shutdown_signal() -> impl std::future::Future<Output = ()> {
     use tokio::signal::unix::{SignalKind, signal};
     let handlers = signal(SignalKind::terminate()).and_then(|t| Ok((t, signal(SignalKind::interrupt())?)));

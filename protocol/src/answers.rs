@@ -32,6 +32,26 @@ pub fn api_versions(version: i16, req: &ApiVersionsRequest) -> ApiVersionsRespon
     )
 }
 
+/// The error code an answer carries at its top level (for AlterUserScramCredentials, the
+/// first failed user's; for Metadata, none): what metrics count it under.
+pub fn top_level_error_code(resp: &ResponseKind) -> i16 {
+    match resp {
+        ResponseKind::ApiVersions(r) => r.error_code,
+        ResponseKind::SaslHandshake(r) => r.error_code,
+        ResponseKind::SaslAuthenticate(r) => r.error_code,
+        ResponseKind::CreateDelegationToken(r) => r.error_code,
+        ResponseKind::RenewDelegationToken(r) => r.error_code,
+        ResponseKind::ExpireDelegationToken(r) => r.error_code,
+        ResponseKind::DescribeDelegationToken(r) => r.error_code,
+        ResponseKind::DescribeUserScramCredentials(r) => r.error_code,
+        ResponseKind::AlterUserScramCredentials(r) => {
+            r.results.iter().map(|u| u.error_code).find(|c| *c != error_code::NONE).unwrap_or(error_code::NONE)
+        }
+        ResponseKind::DescribeCluster(r) => r.error_code,
+        _ => error_code::NONE,
+    }
+}
+
 /// True when ApiVersions was answered with an error, which keeps a pre-auth connection in
 /// the "ApiVersions or handshake" state (T-APIV-6).
 pub fn is_error(resp: &ApiVersionsResponse) -> bool {

@@ -3,18 +3,25 @@
 use kafka_protocol::messages::{ExpireDelegationTokenRequest, ExpireDelegationTokenResponse};
 use ktb_protocol::error_code;
 
-use super::Context;
+use super::{Context, Target};
 
-/// Expires (period ≥ 0) or deletes (period < 0) the token the request's HMAC names.
-pub async fn handle(ctx: &Context<'_>, req: &ExpireDelegationTokenRequest, now: i64) -> ExpireDelegationTokenResponse {
+/// Expires (period ≥ 0) or deletes (period < 0) the token the request's HMAC names; also
+/// returns that token's id and owner when the HMAC matched one.
+pub async fn handle(
+    ctx: &Context<'_>,
+    req: &ExpireDelegationTokenRequest,
+    now: i64,
+) -> (ExpireDelegationTokenResponse, Target) {
     if ctx.token_apis_refused() {
-        return refused(error_code::DELEGATION_TOKEN_REQUEST_NOT_ALLOWED);
+        return (refused(error_code::DELEGATION_TOKEN_REQUEST_NOT_ALLOWED), None);
     }
     let super_user = ctx.is_super_user();
-    match ctx.broker.tokens.expire(&req.hmac, ctx.principal(), super_user, req.expiry_time_period_ms, now).await {
+    let acted = ctx.broker.tokens.expire(&req.hmac, ctx.principal(), super_user, req.expiry_time_period_ms, now).await;
+    let resp = match acted.result {
         Ok(expiry) => ExpireDelegationTokenResponse::default().with_expiry_timestamp_ms(expiry),
         Err(e) => refused(e.code()),
-    }
+    };
+    (resp, acted.token)
 }
 
 /// An error answer: the code and expiry −1 (D-6).

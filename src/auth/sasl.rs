@@ -72,9 +72,31 @@ enum State {
     Complete,
 }
 
+/// How a SASL exchange ended, for the metrics and the audit log (the connection loop
+/// records it; this state machine only reports it).
+#[derive(Debug, Clone)]
+pub struct LoginOutcome {
+    /// The mechanism; `None` for one that is not enabled.
+    pub mechanism: Option<Mechanism>,
+    /// A delegation token was (or was tried as) the credential.
+    pub token: bool,
+    /// A re-authentication (KIP-368).
+    pub reauth: bool,
+    /// True for a login that succeeded.
+    pub ok: bool,
+    /// The user name a failed login tried, when it got that far (client-controlled).
+    pub user: Option<String>,
+    /// The owner of the token a failed login named, when the token exists.
+    pub owner: Option<Principal>,
+}
+
 /// One connection's authentication state.
 pub struct Authenticator {
     peer: SocketAddr,
+    /// The end of the last exchange, until the connection loop takes it.
+    outcome: Option<LoginOutcome>,
+    /// What the failing step knew about the name tried: (name, token owner).
+    attempt: Option<(String, Option<Principal>)>,
     state: State,
     session: Session,
     mechanism: Option<Mechanism>,
@@ -137,6 +159,8 @@ impl Authenticator {
     pub fn sasl(peer: SocketAddr) -> Self {
         Authenticator {
             peer,
+            outcome: None,
+            attempt: None,
             state: State::VersionsOrHandshake,
             session: Session::plaintext(),
             mechanism: None,
@@ -148,6 +172,11 @@ impl Authenticator {
     /// A connection on a PLAINTEXT listener: authenticated as `User:ANONYMOUS` at once.
     pub fn plaintext(peer: SocketAddr) -> Self {
         Authenticator { state: State::Complete, ..Self::sasl(peer) }
+    }
+
+    /// How the last SASL exchange ended, once, after the action that ended it.
+    pub fn take_outcome(&mut self) -> Option<LoginOutcome> {
+        self.outcome.take()
     }
 
     /// The session, meaningful once [`Action::Serve`] has been returned.
@@ -280,6 +309,8 @@ impl Authenticator {
         let resp = SaslHandshakeResponse::default().with_mechanisms(mechanism_names(broker));
         let Some(mechanism) = enabled else {
             info!(peer = %self.peer, mechanism = %Untrusted(name), "unsupported SASL mechanism");
+            self.outcome =
+                Some(LoginOutcome { mechanism: None, token: false, reauth, ok: false, user: None, owner: None });
             return Action::FailAndClose(Some(resp.with_error_code(error_code::UNSUPPORTED_SASL_MECHANISM).into()));
         };
         if reauth && self.mechanism != Some(mechanism) {
@@ -303,9 +334,39 @@ impl Authenticator {
         }
     }
 
+    /// Feeds one client message to the exchange, noting how the exchange ended if it did.
+    async fn step(&mut self, broker: &Broker, msg: &[u8]) -> Result<(Vec<u8>, i64), StepError> {
+        let State::Authenticating(e) = &self.state else { return self.exchange(broker, msg).await };
+        let (mechanism, reauth) = (e.mechanism, e.reauth);
+        let tried_token = match &e.step {
+            Step::ScramFinal(sent, identity) => {
+                identity.as_ref().map_or(sent.client_first().token_auth, Identity::token_authenticated)
+            }
+            _ => false,
+        };
+        self.attempt = None;
+        let result = self.exchange(broker, msg).await;
+        let outcome = |ok, token, attempt: Option<(String, Option<Principal>)>| {
+            let (user, owner) = attempt.map_or((None, None), |(u, o)| (Some(u), o));
+            Some(LoginOutcome { mechanism: Some(mechanism), token, reauth, ok, user, owner })
+        };
+        match &result {
+            Ok(_) if self.is_complete() => {
+                self.outcome = outcome(true, self.session.token_authenticated(), None);
+            }
+            Err(StepError::Failed(_)) => {
+                let attempt = self.attempt.take();
+                let token = tried_token || attempt.as_ref().is_some_and(|(_, owner)| owner.is_some());
+                self.outcome = outcome(false, token, attempt);
+            }
+            _ => {}
+        }
+        result
+    }
+
     /// Feeds one client message to the exchange. Returns the server's reply and, when the
     /// exchange completes, the session lifetime; or the client-visible failure message.
-    async fn step(&mut self, broker: &Broker, msg: &[u8]) -> Result<(Vec<u8>, i64), StepError> {
+    async fn exchange(&mut self, broker: &Broker, msg: &[u8]) -> Result<(Vec<u8>, i64), StepError> {
         let State::Authenticating(exchange) = std::mem::replace(&mut self.state, State::Complete) else {
             return Err(StepError::Failed("no SASL exchange in progress".into()));
         };
@@ -429,10 +490,13 @@ impl Authenticator {
         Ok((reply, lifetime))
     }
 
-    /// T-LOG-2; for a known token (a wrong HMAC) the owner is logged too.
-    fn log_failure(&self, mechanism: Mechanism, username: &str, identity: Option<&Identity>) {
+    /// T-LOG-2; for a known token (a wrong HMAC) the owner is logged too. The name tried
+    /// is kept for the exchange's outcome.
+    fn log_failure(&mut self, mechanism: Mechanism, username: &str, identity: Option<&Identity>) {
+        let token = identity.filter(|i| i.token_authenticated());
+        self.attempt = Some((username.to_owned(), token.map(|t| t.principal.clone())));
         let shown = Untrusted(username);
-        match identity.filter(|i| i.token_authenticated()) {
+        match token {
             Some(token) => info!(
                 peer = %self.peer,
                 mechanism = mechanism.name(),

@@ -1,6 +1,7 @@
 //! The client side of the `ktb` command line: `ktb token …`, `ktb user …` and
 //! `ktb config show` against ktb or any Kafka cluster (SPEC §6.8).
 
+pub mod health;
 pub mod refresh;
 pub mod settings;
 pub mod token;

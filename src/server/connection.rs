@@ -3,11 +3,13 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 use kafka_protocol::messages::ApiKey;
 use kafka_protocol::messages::{MetadataRequest, RequestKind, ResponseKind};
+use ktb_protocol::answers::top_level_error_code;
+use ktb_protocol::error_code;
 use ktb_protocol::frame::{begin_frame, decode_frame, finish_frame};
 use ktb_protocol::metadata::MetadataTopics;
 use ktb_protocol::request::{Header, Request, parse_request_with};
@@ -18,6 +20,8 @@ use tracing::{debug, error, info};
 
 use super::limits::write_with_deadline;
 use crate::api::{self, Context};
+use crate::audit::{Caller, Subject};
+use crate::auth::sasl::LoginOutcome;
 use crate::auth::sasl::{Action, Authenticator};
 use crate::broker::Broker;
 use crate::config::{HostPort, SecurityProtocol};
@@ -67,6 +71,7 @@ async fn revoked(broker: &Broker, signal: &mut Revocation) {
 /// order; frames a client pipelines wait in the read buffer (T-WIRE-4).
 pub(super) async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
     broker: Arc<Broker>,
+    listener: &str,
     endpoint: &HostPort,
     protocol: SecurityProtocol,
     mut stream: S,
@@ -114,6 +119,7 @@ pub(super) async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
             }
         };
 
+        let started = Instant::now();
         // D-22: a request that was already waiting when the session's token was expired
         // or deleted is not served.
         if token_gone(&broker, &revocation) {
@@ -133,7 +139,7 @@ pub(super) async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
                 Ok(Request::Api(header, body)) => {
                     let action = match auth.on_request(&broker, &header, &body).await {
                         Action::Serve => {
-                            let ctx = Context { broker: &broker, endpoint, session: auth.session() };
+                            let ctx = Context { broker: &broker, endpoint, listener, peer, session: auth.session() };
                             match api::handle(&ctx, &header, *body).await {
                                 Some(resp) => Action::Reply(resp),
                                 None => {
@@ -149,7 +155,7 @@ pub(super) async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
                 Ok(Request::Metadata(header, req, topics)) => {
                     let action = match auth.on_request(&broker, &header, &RequestKind::Metadata((*req).clone())).await {
                         Action::Serve => {
-                            let ctx = Context { broker: &broker, endpoint, session: auth.session() };
+                            let ctx = Context { broker: &broker, endpoint, listener, peer, session: auth.session() };
                             match metadata_answer(&ctx, &header, &req, &topics) {
                                 Some(Ok(frame)) => Action::ReplyEncoded(frame),
                                 Some(Err(e)) => {
@@ -173,11 +179,26 @@ pub(super) async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
                 }
             }
         };
+        if let Some(outcome) = auth.take_outcome() {
+            record_login(&broker, &outcome, peer, listener);
+        }
         if !watch_token(&broker, &auth, &mut revocation).await {
             info!(%peer, "closing: the session's token was expired or deleted");
             return;
         }
 
+        // What metrics count the request under: an ApiVersions at an unknown version is
+        // answered at version 0.
+        let counted = header.as_ref().map(|h| {
+            let code = match &action {
+                Action::Reply(r) | Action::FailAndClose(Some(r)) => top_level_error_code(r),
+                Action::ReplyUnsupportedApiVersions => error_code::UNSUPPORTED_VERSION,
+                _ => error_code::NONE,
+            };
+            let version = if matches!(action, Action::ReplyUnsupportedApiVersions) { 0 } else { h.version };
+            (h.api_key, version, code)
+        });
+        let mut delayed = Duration::ZERO;
         let encode = |resp: &ResponseKind| {
             header.as_ref().map(|h| encode_response(h.correlation_id, h.api_key, h.version, resp))
         };
@@ -196,13 +217,16 @@ pub(super) async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
             }
             Action::FailAndClose(resp) => {
                 // T-SASL-11: slow down guessing; only this connection waits.
-                let delay = broker.config.failed_authentication_delay_ms.max(0) as u64;
-                tokio::time::sleep(Duration::from_millis(delay)).await;
+                delayed = Duration::from_millis(broker.config.failed_authentication_delay_ms.max(0) as u64);
+                tokio::time::sleep(delayed).await;
                 (resp.as_ref().and_then(encode), true)
             }
             // Serve was turned into a reply above.
             Action::Close | Action::Serve => return,
         };
+        if let Some((key, version, code)) = counted {
+            broker.metrics.request(key, version, code, started.elapsed().saturating_sub(delayed));
+        }
         if let Some(encoded) = bytes {
             let encoded = match encoded {
                 Ok(b) => b,
@@ -223,6 +247,26 @@ pub(super) async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
             return;
         }
     }
+}
+
+/// Counts a finished SASL exchange and writes a failed one to the audit log (T-LIFE-3,
+/// T-OPS-2).
+fn record_login(broker: &Broker, o: &LoginOutcome, client: SocketAddr, listener: &str) {
+    broker.metrics.login(o.mechanism, o.token, o.reauth, o.ok);
+    if o.ok {
+        return;
+    }
+    let name = o.user.as_deref();
+    let subject = if o.token {
+        Subject { token_id: name, owner: o.owner.as_ref(), ..Subject::default() }
+    } else {
+        Subject { user: name, ..Subject::default() }
+    };
+    let code = match o.mechanism {
+        None => error_code::UNSUPPORTED_SASL_MECHANISM,
+        Some(_) => error_code::SASL_AUTHENTICATION_FAILED,
+    };
+    broker.audit.login_failed(&subject, &Caller { principal: None, client, listener }, code);
 }
 
 /// The encoded answer to a Metadata request; `None` when the request closes the

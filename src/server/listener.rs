@@ -47,15 +47,22 @@ pub(super) async fn accept_loop(
                 let _ = stream.set_nodelay(true);
                 let (broker, advertised, stop, done) = (broker.clone(), advertised.clone(), stop.clone(), done.clone());
                 let tls = listener.tls.clone();
+                let name = listener.name.clone();
                 tokio::spawn(async move {
+                    let _active = broker.metrics.connection();
                     match tls {
-                        None => connection::serve(broker, &advertised, protocol, stream, peer, stop).await,
+                        None => {
+                            connection::serve(broker.clone(), &name, &advertised, protocol, stream, peer, stop).await
+                        }
                         Some(acceptor) => {
                             // The handshake gets the idle timeout; a client that never
                             // finishes it holds its permit no longer than an idle one.
                             let idle = Duration::from_millis(broker.config.connections_max_idle_ms.max(1) as u64);
                             match tokio::time::timeout(idle, acceptor.accept(stream)).await {
-                                Ok(Ok(tls)) => connection::serve(broker, &advertised, protocol, tls, peer, stop).await,
+                                Ok(Ok(tls)) => {
+                                    connection::serve(broker.clone(), &name, &advertised, protocol, tls, peer, stop)
+                                        .await
+                                }
                                 Ok(Err(e)) => debug!(%peer, "TLS handshake failed: {e}"),
                                 Err(_) => debug!(%peer, "TLS handshake timed out"),
                             }

@@ -2,6 +2,7 @@
 //! graceful shutdown.
 
 mod connection;
+pub mod http;
 pub mod limits;
 mod listener;
 
@@ -37,11 +38,6 @@ impl Server {
     /// Binds every configured listener. Fails, with nothing left listening, if one cannot
     /// be bound or a SASL_SSL listener has no usable keystore.
     pub async fn bind(broker: Broker) -> Result<Server, StartupError> {
-        if let Some(addr) = &broker.config.metrics_listener {
-            return Err(StartupError(format!(
-                "ktb.metrics.listener={addr}: metrics are not served by this build yet; leave it empty"
-            )));
-        }
         let mut listeners = Vec::new();
         for l in &broker.config.listeners {
             let tls = match l.protocol {
@@ -69,6 +65,11 @@ impl Server {
         let endpoints = listeners.iter().map(|l| (l.name.clone(), l.advertised.clone())).collect();
         broker.cluster.register(endpoints).await?;
         Ok(Server { broker: Arc::new(broker), listeners })
+    }
+
+    /// The broker this server serves.
+    pub fn broker(&self) -> &Arc<Broker> {
+        &self.broker
     }
 
     /// The bound address of each listener, in configuration order.
@@ -131,8 +132,27 @@ impl Server {
             broker.tokens.clone(),
             broker.clock.clone(),
             broker.config.token_expiry_check_interval_ms,
+            {
+                let b = broker.clone();
+                Arc::new(move |t: &crate::tokens::TokenDetails| crate::broker::record_swept(&b.metrics, &b.audit, t))
+            },
             stop_rx.clone(),
         ));
+        let audit_flush = {
+            let b = Arc::downgrade(&broker);
+            let mut stop = stop_rx.clone();
+            tokio::spawn(async move {
+                let mut tick = tokio::time::interval(Duration::from_secs(1));
+                loop {
+                    tokio::select! {
+                        _ = tick.tick() => {}
+                        _ = stop.wait_for(|s| *s) => return,
+                    }
+                    let Some(b) = b.upgrade() else { return };
+                    b.audit.flush_suppressed();
+                }
+            })
+        };
 
         shutdown.await;
         info!("shutting down: no new connections; finishing requests in flight");
@@ -141,6 +161,7 @@ impl Server {
             let _ = t.await;
         }
         let _ = sweeper.await;
+        let _ = audit_flush.await;
         let grace = Duration::from_millis(broker.config.shutdown_grace_ms.max(0) as u64);
         if tokio::time::timeout(grace, done_rx.recv()).await.is_err() {
             warn!("shutdown grace period of {grace:?} ended with connections still busy; closing them");

@@ -20,6 +20,7 @@ mod commit;
 pub mod conformance;
 pub mod etcd;
 mod sled_store;
+pub mod timed;
 
 use std::future::Future;
 use std::pin::Pin;

@@ -124,6 +124,16 @@ impl TokenSettings {
 /// How many times a change refused by a concurrent one is retried from a fresh read.
 const RETRIES: usize = 32;
 
+/// What a Renew or Expire answered, and the token it acted on (known once the HMAC
+/// matched one, refusals included), for the audit log.
+#[derive(Debug)]
+pub struct Acted {
+    /// The new expiry, or why not.
+    pub result: Result<i64, TokenError>,
+    /// The token's id and owner.
+    pub token: Option<(String, Principal)>,
+}
+
 /// All the broker's delegation tokens.
 pub struct Tokens {
     store: Arc<dyn Store>,
@@ -136,6 +146,9 @@ pub struct Tokens {
     logins: LoginKeys,
     /// How long a request waits for the view to reach a revision.
     wait: Duration,
+    /// Set once the feed carried a record of a newer schema (a newer broker wrote it):
+    /// it is ignored and `/readyz` fails (§9.7).
+    newer_schema_seen: std::sync::atomic::AtomicBool,
 }
 
 impl Tokens {
@@ -160,6 +173,7 @@ impl Tokens {
             sessions: Sessions::default(),
             logins,
             wait,
+            newer_schema_seen: false.into(),
         });
         tokio::spawn(follow(Arc::downgrade(&tokens), feed));
         Ok(tokens)
@@ -178,6 +192,18 @@ impl Tokens {
     /// How many tokens the view holds.
     pub fn len(&self) -> usize {
         self.view.by_hmac.len()
+    }
+
+    /// True once the feed carried a token record of a newer schema than this build's.
+    pub fn newer_schema_seen(&self) -> bool {
+        self.newer_schema_seen.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Notes a record that could not be decoded.
+    fn ignored(&self, e: &StoreError) {
+        if matches!(e, StoreError::NewerSchema { .. }) {
+            self.newer_schema_seen.store(true, std::sync::atomic::Ordering::Relaxed);
+        }
     }
 
     /// True when there are no tokens.
@@ -331,10 +357,25 @@ impl Tokens {
         super_user: bool,
         requested_period_ms: i64,
         now: i64,
+    ) -> Acted {
+        let mut token = None;
+        let result = self.renew_found(hmac, requester, super_user, requested_period_ms, now, &mut token).await;
+        Acted { result, token }
+    }
+
+    async fn renew_found(
+        &self,
+        hmac: &[u8],
+        requester: &Principal,
+        super_user: bool,
+        requested_period_ms: i64,
+        now: i64,
+        found: &mut Option<(String, Principal)>,
     ) -> Result<i64, TokenError> {
         let secret = self.secret()?;
         for _ in 0..RETRIES {
             let (mut t, stamp) = self.find_by_hmac(secret, hmac).await?.ok_or(TokenError::NotFound)?;
+            *found = Some((t.token_id.clone(), t.owner.clone()));
             if t.is_expired(now) {
                 return Err(TokenError::Expired);
             }
@@ -360,10 +401,25 @@ impl Tokens {
         super_user: bool,
         period_ms: i64,
         now: i64,
+    ) -> Acted {
+        let mut token = None;
+        let result = self.expire_found(hmac, requester, super_user, period_ms, now, &mut token).await;
+        Acted { result, token }
+    }
+
+    async fn expire_found(
+        &self,
+        hmac: &[u8],
+        requester: &Principal,
+        super_user: bool,
+        period_ms: i64,
+        now: i64,
+        found: &mut Option<(String, Principal)>,
     ) -> Result<i64, TokenError> {
         let secret = self.secret()?;
         for _ in 0..RETRIES {
             let (mut t, stamp) = self.find_by_hmac(secret, hmac).await?.ok_or(TokenError::NotFound)?;
+            *found = Some((t.token_id.clone(), t.owner.clone()));
             if !self.may_manage(&t, requester, super_user) {
                 return Err(TokenError::OwnerMismatch);
             }
@@ -443,7 +499,7 @@ impl Tokens {
 
     /// Deletes every token expired at `now`, durably, in guarded chunks (T-SWEEP-1);
     /// returns how many.
-    pub async fn sweep(&self, now: i64) -> Result<usize, StoreError> {
+    pub async fn sweep(&self, now: i64, swept: &(dyn Fn(&TokenDetails) + Send + Sync)) -> Result<usize, StoreError> {
         let mut total = 0;
         loop {
             let candidates = self.view.lock().expired_before(now, SWEEP_BATCH);
@@ -482,6 +538,7 @@ impl Tokens {
             }
             for (t, _) in &gone {
                 log_event(t, "token swept");
+                swept(t);
             }
             total += gone.len();
         }
@@ -537,6 +594,7 @@ impl Tokens {
             Some(Ok(t)) => Some(t),
             Some(Err(e)) => {
                 error!("ignoring a token record the feed carried: {e}");
+                self.ignored(&e);
                 None
             }
             None => None,
@@ -596,7 +654,10 @@ impl Tokens {
                     bulk.add(&t, shared.clone());
                     live.insert(shared);
                 }
-                Err(e) => error!("ignoring a token record: {e}"),
+                Err(e) => {
+                    error!("ignoring a token record: {e}");
+                    self.ignored(&e);
+                }
             }
         }
         let gone: Vec<Id> =

@@ -91,7 +91,8 @@ impl TestBroker {
         let mut overrides = base_overrides(data_dir.path());
         overrides.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
         let (config, _) = Config::load(None, [], &overrides).unwrap();
-        let options = StartOptions { clock, admin_password: Some(ADMIN_PASSWORD.to_owned()) };
+        let options =
+            StartOptions { clock, admin_password: Some(ADMIN_PASSWORD.to_owned()), ..StartOptions::default() };
         let server = Server::bind(Broker::open(config, options).await.unwrap()).await.unwrap();
         let addrs = server.local_addrs();
         let addr = addrs[0];
