@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use common::etcd::EtcdCluster;
 use common::token_api::{create_ok, describe, expire, ids, renew};
-use common::{KtbProcess, TestBroker, token_login};
+use common::{KtbProcess, TestBroker, TestClient, token_login};
 use kafka_token_broker::clock::SystemClock;
 use kafka_token_broker::config::{Config, StoreKind};
 use kafka_token_broker::store::etcd::EtcdStore;
@@ -515,4 +515,65 @@ async fn t_cluster_1_store_migrate_moves_a_single_broker_into_etcd() {
     let mut admin = on_etcd.connect().await;
     admin.login_admin().await;
     assert_eq!(describe(&mut admin, 3, None).await.tokens, before.tokens, "the refused run changed nothing");
+}
+
+/// T-OPS-1 on etcd: a broker is ready while etcd answers; `ktb_etcd_up` and
+/// `ktb_cluster_brokers` say so. A token record of a newer schema seen through the watch
+/// is ignored but makes `/readyz` fail (§9.7) while the broker keeps serving; without a
+/// quorum `/readyz` fails and `ktb_etcd_up` is 0.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn t_ops_1_readiness_follows_etcd_and_the_schema() {
+    use kafka_token_broker::cli::health;
+    let mut etcd = EtcdCluster::start(3).await;
+    let cwd = tempfile::tempdir().unwrap();
+    let metrics = [("KTB_METRICS_LISTENER", "127.0.0.1:0")];
+    let p1 = common::etcd_broker_process_with(&etcd, cwd.path(), "/ready/", 1, SECRET, &metrics);
+    let _p2 = common::etcd_broker_process_with(&etcd, cwd.path(), "/ready/", 2, SECRET, &metrics);
+    let m = p1.metrics_addr().expect("metrics listener");
+    let get = |path: &'static str| async move {
+        health::get(&format!("http://{m}{path}"), Duration::from_secs(10)).await.unwrap()
+    };
+    let gauge = |text: &str, name: &str| {
+        text.lines().find_map(|l| l.strip_prefix(name).and_then(|v| v.trim().parse::<f64>().ok()))
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let (_, text) = get("/metrics").await;
+        if gauge(&text, "ktb_cluster_brokers ") == Some(2.0) {
+            assert_eq!(gauge(&text, "ktb_etcd_up "), Some(1.0), "{text}");
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "two brokers: {text}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(get("/readyz").await, (200, "ready\n".to_owned()));
+
+    // A newer broker's record: ignored, and this one is no longer ready.
+    let mut client = etcd_client::Client::connect(etcd.endpoint_list(), None).await.unwrap();
+    client.put("/ready/tok/from-the-future", vec![200u8, 1, 2, 3], None).await.unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let (status, body) = loop {
+        let r = get("/readyz").await;
+        if r.0 != 200 || std::time::Instant::now() > deadline {
+            break r;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(status, 503);
+    assert!(body.contains("newer schema"), "{body}");
+    let mut c = TestClient::connect(p1.addr.unwrap()).await;
+    c.login_admin().await;
+    let t = create_ok(&mut c, &[]).await;
+    let (_, r) = token_login(p1.addr.unwrap(), ScramMechanism::Sha256, &t.token_id, &t.hmac, false).await;
+    assert_eq!(r.error_code, 0, "the broker keeps serving");
+
+    // No quorum: not ready, and etcd is down as far as the metrics know.
+    etcd.kill(1);
+    etcd.kill(2);
+    let m2 = _p2.metrics_addr().unwrap();
+    let (status, body) = health::get(&format!("http://{m2}/readyz"), Duration::from_secs(10)).await.unwrap();
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains("store"), "{body}");
+    let (_, text) = get("/metrics").await;
+    assert_eq!(gauge(&text, "ktb_etcd_up "), Some(0.0), "{text}");
 }

@@ -32,12 +32,7 @@ fn start(cwd: &Path, extra: &[(&str, &str)]) -> (KtbProcess, SocketAddr) {
     env.extend_from_slice(extra);
     let p = KtbProcess::start(cwd, &[], &env);
     assert!(p.addr.is_some(), "ktb listens: {:?}", p.log_lines());
-    let line = p
-        .log_lines()
-        .into_iter()
-        .find(|l| l.contains("metrics, health and readiness on http://"))
-        .expect("the metrics listener is announced");
-    let addr = line.split("http://").nth(1).unwrap().split_whitespace().next().unwrap().parse().unwrap();
+    let addr = p.metrics_addr().expect("the metrics listener is announced");
     (p, addr)
 }
 

@@ -155,7 +155,8 @@ async fn snapshot(b: &Broker) -> Snapshot {
 }
 
 /// T-OPS-1: ready once the tokens are loaded, while the store answers, the broker holds
-/// its registration and no record of a newer schema has been seen (§9.7).
+/// its registration and no record of a newer schema has been seen (§9.7). Not ready
+/// names every reason that applies.
 async fn readiness(probe: &Probe) -> Result<(), String> {
     if probe.stopping.load(Ordering::SeqCst) {
         return Err("shutting down".into());
@@ -163,11 +164,15 @@ async fn readiness(probe: &Probe) -> Result<(), String> {
     let Some(b) = probe.broker() else {
         return Err("starting: the store and the tokens are loading".into());
     };
-    if b.tokens.newer_schema_seen() {
-        return Err("a token record of a newer schema was seen; upgrade this broker".into());
+    let mut reasons = Vec::new();
+    if let Err(e) = store_answers(&b).await {
+        reasons.push(e);
     }
     if !b.cluster.registered() {
-        return Err("this broker's cluster registration has lapsed".into());
+        reasons.push("this broker's cluster registration has lapsed".to_owned());
     }
-    store_answers(&b).await
+    if b.tokens.newer_schema_seen() {
+        reasons.push("a token record of a newer schema was seen; upgrade this broker".to_owned());
+    }
+    if reasons.is_empty() { Ok(()) } else { Err(reasons.join("; ")) }
 }

@@ -403,6 +403,18 @@ pub fn etcd_broker_process(
     node_id: i32,
     secret: &str,
 ) -> KtbProcess {
+    etcd_broker_process_with(etcd, cwd, prefix, node_id, secret, &[])
+}
+
+/// [`etcd_broker_process`] with more environment variables.
+pub fn etcd_broker_process_with(
+    etcd: &etcd::EtcdCluster,
+    cwd: &Path,
+    prefix: &str,
+    node_id: i32,
+    secret: &str,
+    env: &[(&str, &str)],
+) -> KtbProcess {
     let o = |k: &str, v: &str| format!("{k}={v}");
     let dir = cwd.join(format!("node{node_id}"));
     let args = [
@@ -417,7 +429,17 @@ pub fn etcd_broker_process(
     ];
     let args: Vec<String> = args.iter().flat_map(|a| ["--override".to_owned(), a.clone()]).collect();
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    KtbProcess::start(cwd, &args, &[("KTB_ADMIN_PASSWORD", ADMIN_PASSWORD)])
+    let mut all = vec![("KTB_ADMIN_PASSWORD", ADMIN_PASSWORD)];
+    all.extend_from_slice(env);
+    KtbProcess::start(cwd, &args, &all)
+}
+
+impl KtbProcess {
+    /// The address of the metrics listener the process announced, if it has one.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        let line = self.log_lines().into_iter().find(|l| l.contains("metrics, health and readiness on http://"))?;
+        line.split("http://").nth(1)?.split_whitespace().next()?.parse().ok()
+    }
 }
 
 fn parse_listen_addr(line: &str) -> Option<SocketAddr> {
