@@ -8,6 +8,11 @@
 //! three-member etcd cluster on loopback (Debian's `etcd`), one and then three brokers on
 //! it, and a sled broker for comparison, and prints the `ratio.etcd_*` figures.
 //!
+//! `-- --metrics` (with or without `--quick`) measures what counting costs: durable
+//! creates/s and fresh token logins/s on a broker with `ktb.metrics.listener` off, then on,
+//! then with the audit log on too, alternating over several rounds, and prints the
+//! medians and the `ratio.metrics_*` figures.
+//!
 //! Figures are ratios taken in one run on the same machine, because shared 2-core
 //! machines are noisy; absolute rates are printed for context.
 
@@ -259,6 +264,9 @@ fn main() {
     if std::env::args().any(|a| a == "--etcd") {
         return etcd_mode(&rt, quick);
     }
+    if std::env::args().any(|a| a == "--metrics") {
+        return metrics_mode(&rt, quick);
+    }
     let (dur, samples, large) =
         if quick { (Duration::from_secs(3), 100, 50_000) } else { (Duration::from_secs(10), 300, 1_000_000) };
     println!("mode: {}", if quick { "quick" } else { "full" });
@@ -443,6 +451,44 @@ async fn logins_on(addr: &str, dur: Duration) -> f64 {
     let cache = Arc::new(std::sync::Mutex::new(None));
     let (a, id) = (addr.to_owned(), t.token_id.to_string());
     fresh_connections(16, dur, move || token_login(a.clone(), id.clone(), cache.clone(), password.clone())).await
+}
+
+/// What metrics and the audit log cost (issue 14): creates/s and token logins/s with
+/// both off, metrics on, and metrics and audit on, in alternating rounds.
+fn metrics_mode(rt: &tokio::runtime::Runtime, quick: bool) {
+    let (dur, rounds) = if quick { (Duration::from_secs(2), 1) } else { (Duration::from_secs(5), 5) };
+    println!("mode: metrics {}", if quick { "quick" } else { "full" });
+    let settings: [(&str, &[(&str, &str)]); 3] = [
+        ("off", &[]),
+        ("metrics", &[("KTB_METRICS_LISTENER", "127.0.0.1:0")]),
+        ("metrics_audit", &[("KTB_METRICS_LISTENER", "127.0.0.1:0"), ("KTB_AUDIT_LOG_FILE", "audit.log")]),
+    ];
+    let mut creates: Vec<Vec<f64>> = vec![Vec::new(); settings.len()];
+    let mut logins: Vec<Vec<f64>> = vec![Vec::new(); settings.len()];
+    for round in 0..rounds {
+        for (i, (name, env)) in settings.iter().enumerate() {
+            let dir = tempfile::tempdir().unwrap();
+            let (ktb, _) = start_with(dir.path(), env);
+            let addr = ktb.addr.clone();
+            let (c, l) = rt.block_on(async {
+                let c = creates_over(std::slice::from_ref(&addr), dur).await;
+                (c, logins_on(&addr, dur).await)
+            });
+            println!("round {round} {name}: creates_per_s {c:.0} token_logins_per_s {l:.0}");
+            creates[i].push(c);
+            logins[i].push(l);
+        }
+    }
+    let creates: Vec<f64> = creates.into_iter().map(median).collect();
+    let logins: Vec<f64> = logins.into_iter().map(median).collect();
+    for (i, (name, _)) in settings.iter().enumerate() {
+        println!("median_creates_per_s_{name}: {:.0}", creates[i]);
+        println!("median_token_logins_per_s_{name}: {:.0}", logins[i]);
+    }
+    println!("ratio.metrics_on_vs_off_creates: {:.3}    # target >= 0.95", creates[1] / creates[0]);
+    println!("ratio.metrics_on_vs_off_token_logins: {:.3}    # target >= 0.95", logins[1] / logins[0]);
+    println!("ratio.metrics_audit_vs_off_creates: {:.3}", creates[2] / creates[0]);
+    println!("ratio.metrics_audit_vs_off_token_logins: {:.3}", logins[2] / logins[0]);
 }
 
 /// The etcd figures (SPEC §9.3, issue 13's benchmark).

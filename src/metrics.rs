@@ -12,6 +12,7 @@
 //! With `ktb.metrics.listener` unset nothing is counted: every recording method returns at
 //! once, so the figures with metrics on and off compare counting against not counting.
 
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use kafka_protocol::messages::ApiKey;
@@ -66,6 +67,42 @@ struct VersionLabels {
 
 type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
 
+/// The highest version of any advertised API, plus one: the version stride of the slots.
+const VERSIONS: usize = 13;
+const APIS: usize = apis::SUPPORTED_APIS.len();
+const CODES: usize = error_code::ALL.len();
+
+/// One series of a family per index, looked up in the family once and then kept, so the
+/// hot paths touch only the series' own atomics (no lock, no hashing of labels).
+struct Slots<M>(Box<[OnceLock<M>]>);
+
+impl<M> Slots<M> {
+    fn new(n: usize) -> Slots<M> {
+        Slots((0..n).map(|_| OnceLock::new()).collect())
+    }
+
+    fn get(&self, i: usize, make: impl FnOnce() -> M) -> &M {
+        self.0[i].get_or_init(make)
+    }
+}
+
+/// The position of `code` in §7's list; unknown codes count as -1's.
+fn code_index(code: i16) -> usize {
+    let known = |c| error_code::ALL.binary_search(&c).ok();
+    known(code).or_else(|| known(error_code::UNKNOWN_SERVER_ERROR)).unwrap_or(0)
+}
+
+/// The slot of a SASL outcome: mechanism (three enabled ones and `other`), token, result.
+fn sasl_index(mechanism: Option<Mechanism>, token: bool, ok: bool) -> usize {
+    let m = match mechanism {
+        Some(Mechanism::ScramSha256) => 0,
+        Some(Mechanism::ScramSha512) => 1,
+        Some(Mechanism::Plain) => 2,
+        None => 3,
+    };
+    m * 4 + usize::from(token) * 2 + usize::from(ok)
+}
+
 /// Request and commit latencies: 100 µs to about 10 s.
 fn latency_histogram() -> Histogram {
     Histogram::new([
@@ -102,6 +139,11 @@ pub struct Metrics {
     store_commit: Histogram,
     etcd_up: Gauge,
     cluster_brokers: Gauge,
+    sasl_slots: Slots<Counter>,
+    reauth_slots: Slots<Counter>,
+    request_slots: Slots<Counter>,
+    duration_slots: Slots<Histogram>,
+    token_op_slots: Slots<Counter>,
 }
 
 /// Counts a connection as active until dropped.
@@ -133,20 +175,15 @@ fn api_name(key: ApiKey) -> &'static str {
     }
 }
 
-/// The `op` of a token API.
-fn token_op(key: ApiKey) -> Option<&'static str> {
+/// The slot and `op` of a token API.
+fn token_op(key: ApiKey) -> Option<(usize, &'static str)> {
     match key {
-        ApiKey::CreateDelegationToken => Some("create"),
-        ApiKey::RenewDelegationToken => Some("renew"),
-        ApiKey::ExpireDelegationToken => Some("expire"),
-        ApiKey::DescribeDelegationToken => Some("describe"),
+        ApiKey::CreateDelegationToken => Some((0, "create")),
+        ApiKey::RenewDelegationToken => Some((1, "renew")),
+        ApiKey::ExpireDelegationToken => Some((2, "expire")),
+        ApiKey::DescribeDelegationToken => Some((3, "describe")),
         _ => None,
     }
-}
-
-/// `code` if it is one the broker answers with (§7), else -1.
-fn known_code(code: i16) -> i16 {
-    if error_code::name(code) == "UNKNOWN" { error_code::UNKNOWN_SERVER_ERROR } else { code }
 }
 
 impl Metrics {
@@ -168,6 +205,11 @@ impl Metrics {
             etcd_up: Gauge::default(),
             cluster_brokers: Gauge::default(),
             registry: Registry::default(),
+            sasl_slots: Slots::new(16),
+            reauth_slots: Slots::new(2),
+            request_slots: Slots::new(APIS * VERSIONS * CODES),
+            duration_slots: Slots::new(APIS),
+            token_op_slots: Slots::new(4 * CODES),
         };
         registry.register("connections_active", "Open client connections", m.connections_active.clone());
         registry.register("connections", "Client connections accepted", m.connections_total.clone());
@@ -238,24 +280,34 @@ impl Metrics {
             return;
         }
         let result = if ok { "success" } else { "failure" };
-        let mechanism = mechanism.map_or("other", Mechanism::name);
-        self.sasl.get_or_create(&SaslLabels { mechanism, token, result }).inc();
+        let labels = || SaslLabels { mechanism: mechanism.map_or("other", Mechanism::name), token, result };
+        self.sasl_slots.get(sasl_index(mechanism, token, ok), || self.sasl.get_or_create_owned(&labels())).inc();
         if reauth {
-            self.reauth.get_or_create(&ResultLabels { result }).inc();
+            let make = || self.reauth.get_or_create_owned(&ResultLabels { result });
+            self.reauth_slots.get(usize::from(ok), make).inc();
         }
     }
 
     /// A request was answered with `code` at the top level after `elapsed`.
     pub fn request(&self, key: ApiKey, version: i16, code: i16, elapsed: Duration) {
-        if !self.enabled || apis::supported(key).is_none_or(|a| version < a.min || version > a.max) {
+        if !self.enabled {
+            return;
+        }
+        let Some(a) = apis::SUPPORTED_APIS.iter().position(|a| a.key == key) else { return };
+        let advertised = apis::SUPPORTED_APIS[a];
+        if version < advertised.min || version > advertised.max || version as usize >= VERSIONS {
             return;
         }
         let api = api_name(key);
-        let error_code = known_code(code);
-        self.requests.get_or_create(&RequestLabels { api, version, error_code }).inc();
-        self.request_duration.get_or_create(&ApiLabels { api }).observe(elapsed.as_secs_f64());
-        if let Some(op) = token_op(key) {
-            self.token_ops.get_or_create(&TokenOpLabels { op, error_code }).inc();
+        let c = code_index(code);
+        let error_code = error_code::ALL[c];
+        let make = || self.requests.get_or_create_owned(&RequestLabels { api, version, error_code });
+        self.request_slots.get((a * VERSIONS + version as usize) * CODES + c, make).inc();
+        let make = || self.request_duration.get_or_create_owned(&ApiLabels { api });
+        self.duration_slots.get(a, make).observe(elapsed.as_secs_f64());
+        if let Some((i, op)) = token_op(key) {
+            let make = || self.token_ops.get_or_create_owned(&TokenOpLabels { op, error_code });
+            self.token_op_slots.get(i * CODES + c, make).inc();
         }
     }
 

@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Runs the whole test suite on a fresh machine: installs what the tests need (kcat,
-# docker-compose and etcd-server from Debian, kafka-python from PyPI into tests/interop/.venv,
-# @platformatic/kafka from npm into tests/interop/node, which needs Node 20+ and npm), checks
-# formatting and lints, validates the compose file, then runs every test, the interop
-# tests with real third-party clients included.
+# docker-compose, etcd-server, prometheus (for promtool and a real server) and openssl from
+# Debian, kafka-python from PyPI into tests/interop/.venv, @platformatic/kafka from npm into
+# tests/interop/node, which needs Node 20+ and npm), checks formatting and lints, validates
+# the compose file's profiles, then runs every test, the interop tests with real
+# third-party clients included, and the load generator's quick modes.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -11,12 +12,15 @@ missing=()
 command -v kcat >/dev/null 2>&1 || missing+=(kcat)
 command -v docker-compose >/dev/null 2>&1 || missing+=(docker-compose)
 command -v etcd >/dev/null 2>&1 || missing+=(etcd-server)
+{ command -v promtool && command -v prometheus; } >/dev/null 2>&1 || missing+=(prometheus)
+command -v openssl >/dev/null 2>&1 || missing+=(openssl)
 if [ ${#missing[@]} -gt 0 ]; then
   sudo=""
   [ "$(id -u)" -eq 0 ] || sudo="sudo"
   echo "==> installing ${missing[*]} from Debian"
   $sudo apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
+  # Recommends left out: docker-compose would pull in a Docker engine the tests never run.
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
 venv=tests/interop/.venv
@@ -35,11 +39,13 @@ echo "==> cargo fmt --check"
 cargo fmt --all -- --check
 echo "==> cargo clippy"
 cargo clippy --workspace --all-targets -- -D warnings
-echo "==> docker-compose config (no Docker engine needed)"
+echo "==> docker-compose config, both profiles (no Docker engine needed)"
 docker-compose -f docker-compose.yml config -q
+docker-compose -f docker-compose.yml --profile cluster --profile prometheus config -q
 echo "==> cargo test"
 cargo test --workspace
 echo "==> load generator, quick mode (keeps it working; no timing is asserted)"
 cargo bench --bench load -- --quick
 cargo bench --bench load -- --etcd --quick
+cargo bench --bench load -- --metrics --quick
 cargo bench --bench sled_write -- --quick

@@ -49,6 +49,33 @@ pub const MISMATCHED_ENDPOINT_TYPE: i16 = 114;
 /// DescribeCluster v1 with an endpoint type that is neither 1 nor 2.
 pub const UNSUPPORTED_ENDPOINT_TYPE: i16 = 115;
 
+/// Every code above, in ascending order (SPEC §7).
+pub const ALL: [i16; 23] = [
+    UNKNOWN_SERVER_ERROR,
+    NONE,
+    UNKNOWN_TOPIC_OR_PARTITION,
+    REQUEST_TIMED_OUT,
+    CLUSTER_AUTHORIZATION_FAILED,
+    UNSUPPORTED_SASL_MECHANISM,
+    ILLEGAL_SASL_STATE,
+    UNSUPPORTED_VERSION,
+    INVALID_REQUEST,
+    SASL_AUTHENTICATION_FAILED,
+    DELEGATION_TOKEN_AUTH_DISABLED,
+    DELEGATION_TOKEN_NOT_FOUND,
+    DELEGATION_TOKEN_OWNER_MISMATCH,
+    DELEGATION_TOKEN_REQUEST_NOT_ALLOWED,
+    DELEGATION_TOKEN_AUTHORIZATION_FAILED,
+    DELEGATION_TOKEN_EXPIRED,
+    INVALID_PRINCIPAL_TYPE,
+    RESOURCE_NOT_FOUND,
+    DUPLICATE_RESOURCE,
+    UNACCEPTABLE_CREDENTIAL,
+    UNKNOWN_TOPIC_ID,
+    MISMATCHED_ENDPOINT_TYPE,
+    UNSUPPORTED_ENDPOINT_TYPE,
+];
+
 /// Kafka's name for an error code, for logs and the command line.
 pub fn name(code: i16) -> &'static str {
     match code {
@@ -76,5 +103,18 @@ pub fn name(code: i16) -> &'static str {
         MISMATCHED_ENDPOINT_TYPE => "MISMATCHED_ENDPOINT_TYPE",
         UNSUPPORTED_ENDPOINT_TYPE => "UNSUPPORTED_ENDPOINT_TYPE",
         _ => "UNKNOWN",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every code in [`ALL`] has a name, once, in ascending order.
+    #[test]
+    fn all_codes_are_named_and_sorted() {
+        assert!(ALL.iter().all(|c| name(*c) != "UNKNOWN"));
+        assert!(ALL.windows(2).all(|w| w[0] < w[1]));
+        assert_eq!(name(12345), "UNKNOWN");
     }
 }
