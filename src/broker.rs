@@ -149,7 +149,7 @@ impl Broker {
                 (store.clone(), Some(store))
             }
         };
-        let metrics = options.metrics.unwrap_or_else(|| Arc::new(Metrics::new(config.metrics_listener.is_some())));
+        let metrics = options.metrics.unwrap_or_else(|| Arc::new(Metrics::for_config(&config)));
         let store: Arc<dyn Store> =
             if metrics.enabled() { Arc::new(crate::store::timed::Timed::new(store, metrics.clone())) } else { store };
         let audit = Audit::open(config.audit_log_file.as_deref()).map_err(|e| {

@@ -425,7 +425,7 @@ fn serve(file: Option<PathBuf>, overrides: Vec<(String, String)>, print_config: 
         let signal = shutdown_signal();
         let probe = Arc::new(Probe::default());
         reopen_on_sighup(probe.clone());
-        let metrics = Arc::new(Metrics::new(config.metrics_listener.is_some()));
+        let metrics = Arc::new(Metrics::for_config(&config));
         if let Some(addr) = &config.metrics_listener {
             match http::bind(addr).await {
                 Ok(listener) => {

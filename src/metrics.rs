@@ -25,7 +25,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::{Registry, Unit};
 
-use crate::config::Mechanism;
+use crate::config::{Config, Mechanism, StoreKind};
 
 /// The `Content-Type` of what [`Metrics::encode`] returns.
 pub const CONTENT_TYPE: &str = prometheus_client::encoding::prometheus_text::CONTENT_TYPE;
@@ -117,10 +117,8 @@ pub struct Snapshot {
     pub tokens: usize,
     /// Live brokers in the cluster (1 alone).
     pub brokers: usize,
-    /// The store answered a barrier just now (always true for sled).
+    /// The store answered a barrier just now.
     pub store_up: bool,
-    /// The broker runs on etcd.
-    pub on_etcd: bool,
 }
 
 /// Every series the broker exports.
@@ -188,7 +186,8 @@ fn token_op(key: ApiKey) -> Option<(usize, &'static str)> {
 
 impl Metrics {
     /// The metrics of a broker; `enabled` false records nothing (no listener configured).
-    pub fn new(enabled: bool) -> Metrics {
+    /// `ktb_etcd_up` exists only on etcd (`on_etcd`), so an alert on it needs no scoping.
+    pub fn new(enabled: bool, on_etcd: bool) -> Metrics {
         let mut registry = Registry::with_prefix("ktb");
         let m = Metrics {
             enabled,
@@ -243,11 +242,9 @@ impl Metrics {
             Unit::Seconds,
             m.store_commit.clone(),
         );
-        registry.register(
-            "etcd_up",
-            "1 when etcd answered the last scrape's read, 0 when not (0 on sled)",
-            m.etcd_up.clone(),
-        );
+        if on_etcd {
+            registry.register("etcd_up", "1 when etcd answered a read at this scrape, 0 when not", m.etcd_up.clone());
+        }
         registry.register(
             "cluster_brokers",
             "Live brokers in the cluster, this one included",
@@ -257,6 +254,11 @@ impl Metrics {
         build.get_or_create(&VersionLabels { version: env!("CARGO_PKG_VERSION") }).set(1);
         registry.register("build_info", "The ktb version, as a label; always 1", build);
         Metrics { registry, ..m }
+    }
+
+    /// The metrics `config` asks for: recorded when `ktb.metrics.listener` is set.
+    pub fn for_config(config: &Config) -> Metrics {
+        Metrics::new(config.metrics_listener.is_some(), matches!(config.store, StoreKind::Etcd(_)))
     }
 
     /// True when metrics are recorded.
@@ -331,7 +333,7 @@ impl Metrics {
         if let Some(s) = state {
             self.tokens.set(s.tokens as i64);
             self.cluster_brokers.set(s.brokers as i64);
-            self.etcd_up.set(i64::from(s.on_etcd && s.store_up));
+            self.etcd_up.set(i64::from(s.store_up));
         }
         let mut out = String::new();
         // Writing to a String cannot fail.
@@ -347,7 +349,7 @@ mod tests {
     /// T-LIFE-3: labels stay bounded whatever arrives; nothing is counted when disabled.
     #[test]
     fn t_life_3_labels_are_bounded() {
-        let m = Metrics::new(true);
+        let m = Metrics::new(true, false);
         m.request(ApiKey::CreateDelegationToken, 3, 0, Duration::from_millis(1));
         // Not advertised: neither the pair nor the key makes a series.
         m.request(ApiKey::CreateDelegationToken, 9, 0, Duration::from_millis(1));
@@ -361,8 +363,12 @@ mod tests {
         assert!(text.contains(r#"ktb_token_operations_total{op="renew",error_code="-1"} 1"#), "{text}");
         assert!(text.contains(r#"ktb_sasl_authentications_total{mechanism="other",token="false",result="failure"} 1"#));
         assert!(text.contains(&format!(r#"ktb_build_info{{version="{}"}} 1"#, env!("CARGO_PKG_VERSION"))));
+        assert!(!text.contains("ktb_etcd_up"), "no etcd series on sled");
+        assert!(Metrics::new(true, true).encode(None).contains("ktb_etcd_up 0"));
+        // Every advertised version fits the slots.
+        assert!(apis::SUPPORTED_APIS.iter().all(|a| (a.max as usize) < VERSIONS));
 
-        let off = Metrics::new(false);
+        let off = Metrics::new(false, false);
         off.request(ApiKey::CreateDelegationToken, 3, 0, Duration::from_millis(1));
         let _c = off.connection();
         assert!(!off.encode(None).contains("ktb_requests_total{"));

@@ -21,7 +21,7 @@ use tokio::sync::Semaphore;
 use tracing::{debug, info, warn};
 
 use crate::broker::{Broker, StartupError};
-use crate::config::{HostPort, StoreKind};
+use crate::config::HostPort;
 use crate::metrics::{CONTENT_TYPE as METRICS_TYPE, Metrics, Snapshot};
 
 /// Connections served at once; a scraper and a prober need two.
@@ -146,12 +146,7 @@ async fn store_answers(b: &Broker) -> Result<(), String> {
 }
 
 async fn snapshot(b: &Broker) -> Snapshot {
-    Snapshot {
-        tokens: b.tokens.len(),
-        brokers: b.cluster.size().max(1),
-        store_up: store_answers(b).await.is_ok(),
-        on_etcd: matches!(b.config.store, StoreKind::Etcd(_)),
-    }
+    Snapshot { tokens: b.tokens.len(), brokers: b.cluster.size().max(1), store_up: store_answers(b).await.is_ok() }
 }
 
 /// T-OPS-1: ready once the tokens are loaded, while the store answers, the broker holds
