@@ -45,9 +45,13 @@ ENV KTB_DATA_DIR=/var/lib/ktb/data \
     KTB_METRICS_LISTENER=:9404
 EXPOSE 9092 9404
 VOLUME ["/var/lib/ktb"]
-# The image has no curl: ktb's own client GETs http://127.0.0.1:9404/readyz and exits 0 on
-# 200 (ready: store reachable, broker registered, tokens loaded). If KTB_METRICS_LISTENER is
-# moved, set KTB_HEALTH_URL to match; if it is turned off, the container reports unhealthy.
+# The image has no curl: ktb's own client GETs KTB_HEALTH_URL and exits 0 on 200. It asks
+# /healthz (the process serves), not /readyz: orchestrators that act on HEALTHCHECK replace
+# unhealthy containers, and a broker that is not ready because etcd lost its quorum, or
+# because a newer broker wrote a record during a rolling upgrade, must keep running (it
+# serves what it can and recovers by itself). Point load balancers and readiness probes at
+# /readyz. If KTB_METRICS_LISTENER is moved, set KTB_HEALTH_URL to match.
+ENV KTB_HEALTH_URL=http://127.0.0.1:9404/healthz
 HEALTHCHECK --interval=15s --timeout=5s --start-period=30s --retries=3 \
     CMD ["/usr/local/bin/ktb", "health"]
 STOPSIGNAL SIGTERM

@@ -1,34 +1,48 @@
 //! The audit log (T-OPS-2): one JSON object per line for every token created, renewed,
 //! expired and swept, every user altered and every failed login.
 //!
-//! Lines are appended with `O_APPEND` and written with one `write(2)` before the answer is
-//! sent (not fsynced: the page cache has the line even if ktb dies right after). The file
-//! is created 0600 and reopened on SIGHUP, so logrotate can move it away. Failed logins
-//! are limited per client address to [`LOGIN_FAILURES_PER_SECOND`]; the rest of a second's
-//! failures become one line with a `suppressed` count. An HMAC, password or key is never
-//! a field: the types written here carry none.
+//! Lines go to one writer thread, which appends them to the file (opened with `O_APPEND`,
+//! 0600) in batches of one `write(2)`; a request's lines are written before its answer is
+//! sent (the request waits for the writer, asynchronously, so a slow disk holds up only
+//! the requests that are audited, never the runtime's workers). Lines are not fsynced: a
+//! crash of ktb loses none, a crash of the machine may lose the last ones. The file is
+//! reopened on SIGHUP, so logrotate can move it away. Failed logins are limited per client
+//! address (an IPv6 address counts by its /64) and in all; the rest of a second's failures
+//! become one line with a `suppressed` count. An HMAC, password or key is never a field:
+//! the types written here carry none.
 
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
 use std::io::Write;
-use std::net::{IpAddr, SocketAddr};
+use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::sync::Mutex;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 use serde::Serialize;
+use tokio::sync::{mpsc, oneshot};
 use tracing::{info, warn};
 
 use crate::auth::Principal;
+use crate::clock::{Clock, SystemClock, rfc3339};
+use crate::logsafe::MAX_SHOWN_CHARS;
 
 /// Failed-login lines per client address per second before they are counted instead.
 pub const LOGIN_FAILURES_PER_SECOND: u32 = 10;
 
+/// Failed-login lines per second from all addresses together.
+const LOGIN_FAILURES_PER_SECOND_IN_ALL: u32 = 100;
+
 /// Client addresses whose failed logins are counted at once; failures from further
-/// addresses within the same second share one count, so a flood of addresses cannot grow
-/// the table.
-const MAX_TRACKED_CLIENTS: usize = 4096;
+/// addresses within the same second share one count (`"client":"other"`), so a flood of
+/// addresses cannot grow the table or the number of summary lines.
+const MAX_TRACKED_CLIENTS: usize = 1024;
+
+/// The most lines the writer joins into one `write(2)`.
+const MAX_BATCH: usize = 512;
 
 /// What an event is about, beyond the caller.
 #[derive(Debug, Default, Clone)]
@@ -41,6 +55,8 @@ pub struct Subject<'a> {
     pub requester: Option<&'a Principal>,
     /// The SCRAM user altered, or the user name a failed login tried.
     pub user: Option<&'a str>,
+    /// How many further events of the same kind and code this line stands for.
+    pub suppressed: Option<u64>,
 }
 
 /// Who made the request.
@@ -54,16 +70,27 @@ pub struct Caller<'a> {
     pub listener: &'a str,
 }
 
+/// One event to write.
+pub struct Event<'a> {
+    /// `token_created`, `token_renewed`, `token_expired`, `token_swept`, `user_altered` or
+    /// `login_failed`.
+    pub event: &'static str,
+    /// What it is about.
+    pub subject: Subject<'a>,
+    /// The Kafka error code answered (0 for success).
+    pub code: i16,
+}
+
 #[derive(Serialize)]
 struct Line<'a> {
     ts: String,
     event: &'a str,
-    token_id: Option<&'a str>,
+    token_id: Option<String>,
     owner: Option<String>,
     requester: Option<String>,
     principal: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    user: Option<&'a str>,
+    user: Option<String>,
     client: Option<String>,
     listener: Option<&'a str>,
     code: i16,
@@ -71,7 +98,15 @@ struct Line<'a> {
     suppressed: Option<u64>,
 }
 
-/// One second of failed logins from one address.
+/// Work for the writer thread.
+enum Job {
+    /// Append these bytes, then acknowledge.
+    Lines(Vec<u8>, Option<oneshot::Sender<()>>),
+    /// Open the file again under its name.
+    Reopen,
+}
+
+/// One second of failed logins from one address (or from the untracked ones).
 struct Window {
     start: Instant,
     written: u32,
@@ -79,12 +114,19 @@ struct Window {
     listener: String,
 }
 
+/// The failed-login limiter.
+struct Failures {
+    by_client: HashMap<Option<IpAddr>, Window>,
+    /// Lines written in all during the current second.
+    second: Instant,
+    written_in_all: u32,
+}
+
 /// The audit log; inert when `ktb.audit.log.file` is unset.
 pub struct Audit {
-    path: Option<PathBuf>,
-    file: Mutex<Option<File>>,
-    /// Failed logins per client address (`None`: the addresses beyond the table's size).
-    failures: Mutex<HashMap<Option<IpAddr>, Window>>,
+    jobs: Option<mpsc::UnboundedSender<Job>>,
+    failures: Mutex<Failures>,
+    write_errors: Arc<AtomicU64>,
 }
 
 /// Opens `path` for appending, creating it 0600; an existing file is made 0600 too.
@@ -94,125 +136,187 @@ fn open(path: &Path) -> std::io::Result<File> {
     Ok(file)
 }
 
-/// `ms` since the epoch as RFC 3339 in UTC with milliseconds.
-fn rfc3339_ms(ms: i64) -> String {
-    let (days, rem) = (ms.div_euclid(86_400_000), ms.rem_euclid(86_400_000));
-    // Days to a civil date (Howard Hinnant's algorithm).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    let (h, m, s, milli) = (rem / 3_600_000, rem / 60_000 % 60, rem / 1000 % 60, rem % 1000);
-    format!("{year:04}-{month:02}-{day:02}T{h:02}:{m:02}:{s:02}.{milli:03}Z")
+/// A client-chosen string cut to [`MAX_SHOWN_CHARS`] characters, `…` marking the cut, as
+/// the log shows such strings (T-REVEAL-2); JSON escaping does the rest.
+fn cut(s: &str) -> String {
+    match s.char_indices().nth(MAX_SHOWN_CHARS) {
+        None => s.to_owned(),
+        Some((end, _)) => format!("{}…", &s[..end]),
+    }
 }
 
-/// Client-chosen names longer than this are cut (at a character boundary) in the log.
-const MAX_NAME: usize = 256;
-
-fn cut(s: &str) -> &str {
-    if s.len() <= MAX_NAME {
-        return s;
-    }
-    let mut end = MAX_NAME;
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    &s[..end]
+/// Now, as the audit log shows it: the machine's wall clock, whatever clock the broker's
+/// token arithmetic runs on (tests drive that one by hand).
+fn now() -> String {
+    rfc3339(SystemClock.now_ms())
 }
 
-fn now_ms() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
+/// The limiter's key for a client: its address, or its /64 for IPv6 (one host's share).
+fn client_key(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V4(_) => ip,
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => IpAddr::V6(Ipv6Addr::from(u128::from(v6) & !((1u128 << 64) - 1))),
+        },
+    }
+}
+
+/// The writer thread: appends lines in batches until every sender is gone.
+fn write_lines(path: PathBuf, mut file: File, mut jobs: mpsc::UnboundedReceiver<Job>, errors: Arc<AtomicU64>) {
+    let mut last_warning: Option<Instant> = None;
+    let mut report = |e: std::io::Error, what: &str| {
+        errors.fetch_add(1, Ordering::Relaxed);
+        if last_warning.is_none_or(|t| t.elapsed() >= Duration::from_secs(60)) {
+            warn!(path = %path.display(), "cannot {what} the audit log (further failures for a minute are only counted): {e}");
+            last_warning = Some(Instant::now());
+        }
+    };
+    while let Some(first) = jobs.blocking_recv() {
+        let mut batch = vec![first];
+        while batch.len() < MAX_BATCH {
+            match jobs.try_recv() {
+                Ok(job) => batch.push(job),
+                Err(_) => break,
+            }
+        }
+        let mut bytes = Vec::new();
+        let mut acks = Vec::new();
+        for job in batch {
+            match job {
+                Job::Lines(b, ack) => {
+                    bytes.extend_from_slice(&b);
+                    acks.extend(ack);
+                }
+                Job::Reopen => {
+                    if let Err(e) = file.write_all(&bytes) {
+                        report(e, "write");
+                    }
+                    bytes.clear();
+                    match open(&path) {
+                        Ok(f) => {
+                            file = f;
+                            info!(path = %path.display(), "audit log reopened");
+                        }
+                        Err(e) => report(e, "reopen (still writing the old file)"),
+                    }
+                }
+            }
+        }
+        if let Err(e) = file.write_all(&bytes) {
+            report(e, "write");
+        }
+        for ack in acks {
+            let _ = ack.send(());
+        }
+    }
 }
 
 impl Audit {
     /// The audit log at `path`, or an inert one. Fails when the file cannot be opened.
     pub fn open(path: Option<&Path>) -> std::io::Result<Audit> {
-        let file = path.map(open).transpose()?;
-        if let Some(p) = path {
-            info!(path = %p.display(), "writing the audit log");
-        }
-        Ok(Audit { path: path.map(Path::to_path_buf), file: Mutex::new(file), failures: Mutex::default() })
+        let write_errors = Arc::new(AtomicU64::new(0));
+        let jobs = match path {
+            None => None,
+            Some(p) => {
+                let file = open(p)?;
+                let (tx, rx) = mpsc::unbounded_channel();
+                let (path, errors) = (p.to_path_buf(), write_errors.clone());
+                std::thread::Builder::new()
+                    .name("ktb-audit".into())
+                    .spawn(move || write_lines(path, file, rx, errors))?;
+                info!(path = %p.display(), "writing the audit log");
+                Some(tx)
+            }
+        };
+        let failures = Failures { by_client: HashMap::new(), second: Instant::now(), written_in_all: 0 };
+        Ok(Audit { jobs, failures: Mutex::new(failures), write_errors })
     }
 
     /// True when events are written.
     pub fn enabled(&self) -> bool {
-        self.path.is_some()
+        self.jobs.is_some()
     }
 
-    /// Opens the file again under its name (after log rotation moved it, SIGHUP). If it
-    /// cannot be opened the old file keeps being written.
+    /// Lines that could not be written since the start.
+    pub fn write_errors(&self) -> u64 {
+        self.write_errors.load(Ordering::Relaxed)
+    }
+
+    /// Opens the file again under its name (after log rotation moved it, SIGHUP), once the
+    /// lines before are written. If it cannot be opened the old file keeps being written.
     pub fn reopen(&self) {
-        let Some(path) = &self.path else { return };
-        match open(path) {
-            Ok(f) => {
-                *self.file.lock().unwrap_or_else(|p| p.into_inner()) = Some(f);
-                info!(path = %path.display(), "audit log reopened");
-            }
-            Err(e) => warn!(path = %path.display(), "cannot reopen the audit log; still writing the old file: {e}"),
+        if let Some(jobs) = &self.jobs {
+            let _ = jobs.send(Job::Reopen);
         }
     }
 
-    /// Records `event` about `subject`, answered with `code`, for `caller` (absent for
-    /// the sweeper).
-    pub fn record(&self, event: &str, subject: &Subject<'_>, caller: Option<&Caller<'_>>, code: i16) {
-        if !self.enabled() {
-            return;
+    /// Writes `events`, answered to `caller` (absent for the sweeper), in one write, and
+    /// returns once they are written.
+    pub async fn record(&self, events: &[Event<'_>], caller: Option<&Caller<'_>>) {
+        let Some(jobs) = &self.jobs else { return };
+        let mut bytes = Vec::new();
+        for e in events {
+            line(&mut bytes, e, caller);
         }
-        self.write(&Line {
-            ts: rfc3339_ms(now_ms()),
-            event,
-            token_id: subject.token_id.map(cut),
-            owner: subject.owner.map(ToString::to_string),
-            requester: subject.requester.map(ToString::to_string),
-            principal: caller.and_then(|c| c.principal).map(ToString::to_string),
-            user: subject.user.map(cut),
-            client: caller.map(|c| c.client.to_string()),
-            listener: caller.map(|c| c.listener),
-            code,
-            suppressed: None,
-        });
+        let (ack, done) = oneshot::channel();
+        if jobs.send(Job::Lines(bytes, Some(ack))).is_ok() {
+            let _ = done.await;
+        }
     }
 
-    /// Records a failed login, within the per-address limit.
-    pub fn login_failed(&self, subject: &Subject<'_>, caller: &Caller<'_>, code: i16) {
+    /// Writes `event` without waiting for it (the sweeper's events: no answer follows).
+    pub fn record_detached(&self, event: &Event<'_>) {
+        let Some(jobs) = &self.jobs else { return };
+        let mut bytes = Vec::new();
+        line(&mut bytes, event, None);
+        let _ = jobs.send(Job::Lines(bytes, None));
+    }
+
+    /// Returns once every line sent before the call is written.
+    pub async fn flush(&self) {
+        self.record(&[], None).await;
+    }
+
+    /// Records a failed login, within the limits.
+    pub async fn login_failed(&self, subject: Subject<'_>, caller: &Caller<'_>, code: i16) {
         if !self.enabled() {
             return;
         }
         let now = Instant::now();
         let (summary, write) = {
-            let mut failures = self.failures.lock().unwrap_or_else(|p| p.into_inner());
-            let ip = caller.client.ip();
-            let key =
-                if failures.len() < MAX_TRACKED_CLIENTS || failures.contains_key(&Some(ip)) { Some(ip) } else { None };
-            let w = failures.entry(key).or_insert_with(|| Window {
-                start: now,
-                written: 0,
-                suppressed: 0,
-                listener: caller.listener.to_owned(),
-            });
+            let mut f = self.failures.lock().unwrap_or_else(|p| p.into_inner());
+            if now.duration_since(f.second) >= Duration::from_secs(1) {
+                f.second = now;
+                f.written_in_all = 0;
+            }
+            let in_all_left = f.written_in_all < LOGIN_FAILURES_PER_SECOND_IN_ALL;
+            let ip = client_key(caller.client.ip());
+            let tracked = f.by_client.len() < MAX_TRACKED_CLIENTS || f.by_client.contains_key(&Some(ip));
+            let key = tracked.then_some(ip);
+            let fresh = || Window { start: now, written: 0, suppressed: 0, listener: caller.listener.to_owned() };
+            let w = f.by_client.entry(key).or_insert_with(fresh);
             let mut summary = None;
             if now.duration_since(w.start) >= Duration::from_secs(1) {
-                summary = (w.suppressed > 0).then_some(w.suppressed);
-                *w = Window { start: now, written: 0, suppressed: 0, listener: caller.listener.to_owned() };
+                summary = (w.suppressed > 0).then(|| (key, w.suppressed, std::mem::take(&mut w.listener)));
+                *w = fresh();
             }
-            let write = w.written < LOGIN_FAILURES_PER_SECOND;
+            // Untracked addresses are only counted; the others write up to their limit
+            // while the limit in all allows.
+            let write = key.is_some() && w.written < LOGIN_FAILURES_PER_SECOND && in_all_left;
             if write {
                 w.written += 1;
+                f.written_in_all += 1;
             } else {
                 w.suppressed += 1;
             }
-            (summary.map(|n| (key, n, w.listener.clone())), write)
+            (summary, write)
         };
         if let Some((key, n, listener)) = summary {
             self.suppressed_line(key, n, &listener);
         }
         if write {
-            self.record("login_failed", subject, Some(caller), code);
+            self.record(&[Event { event: "login_failed", subject, code }], Some(caller)).await;
         }
     }
 
@@ -223,9 +327,9 @@ impl Audit {
             return;
         }
         let ended: Vec<(Option<IpAddr>, u64, String)> = {
-            let mut failures = self.failures.lock().unwrap_or_else(|p| p.into_inner());
+            let mut f = self.failures.lock().unwrap_or_else(|p| p.into_inner());
             let mut ended = Vec::new();
-            failures.retain(|ip, w| {
+            f.by_client.retain(|ip, w| {
                 if w.start.elapsed() < Duration::from_secs(1) {
                     return true;
                 }
@@ -242,8 +346,9 @@ impl Audit {
     }
 
     fn suppressed_line(&self, ip: Option<IpAddr>, n: u64, listener: &str) {
-        self.write(&Line {
-            ts: rfc3339_ms(now_ms()),
+        let Some(jobs) = &self.jobs else { return };
+        let l = Line {
+            ts: now(),
             event: "login_failed",
             token_id: None,
             owner: None,
@@ -254,19 +359,35 @@ impl Audit {
             listener: Some(listener),
             code: ktb_protocol::error_code::SASL_AUTHENTICATION_FAILED,
             suppressed: Some(n),
-        });
+        };
+        let mut bytes = Vec::new();
+        push_json(&mut bytes, &l);
+        let _ = jobs.send(Job::Lines(bytes, None));
     }
+}
 
-    /// One `write(2)` of one line.
-    fn write(&self, line: &Line<'_>) {
-        let Ok(mut bytes) = serde_json::to_vec(line) else { return };
-        bytes.push(b'\n');
-        let mut file = self.file.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(f) = file.as_mut()
-            && let Err(e) = f.write_all(&bytes)
-        {
-            warn!("cannot write the audit log: {e}");
-        }
+/// Appends `e`'s line to `out`.
+fn line(out: &mut Vec<u8>, e: &Event<'_>, caller: Option<&Caller<'_>>) {
+    let principal = |p: &Principal| cut(&p.to_string());
+    let l = Line {
+        ts: now(),
+        event: e.event,
+        token_id: e.subject.token_id.map(cut),
+        owner: e.subject.owner.map(principal),
+        requester: e.subject.requester.map(principal),
+        principal: caller.and_then(|c| c.principal).map(principal),
+        user: e.subject.user.map(cut),
+        client: caller.map(|c| c.client.to_string()),
+        listener: caller.map(|c| c.listener),
+        code: e.code,
+        suppressed: e.subject.suppressed,
+    };
+    push_json(out, &l);
+}
+
+fn push_json(out: &mut Vec<u8>, l: &Line<'_>) {
+    if serde_json::to_writer(&mut *out, l).is_ok() {
+        out.push(b'\n');
     }
 }
 
@@ -274,10 +395,43 @@ impl Audit {
 mod tests {
     use super::*;
 
+    /// Client-chosen names are cut as the log cuts them; an IPv6 client counts by its /64.
     #[test]
-    fn timestamps_are_rfc3339_utc_with_milliseconds() {
-        assert_eq!(rfc3339_ms(0), "1970-01-01T00:00:00.000Z");
-        assert_eq!(rfc3339_ms(951_782_400_123), "2000-02-29T00:00:00.123Z");
-        assert_eq!(rfc3339_ms(1_796_215_325_007), "2026-12-02T12:42:05.007Z");
+    fn names_are_cut_and_ipv6_clients_share_their_64() {
+        assert_eq!(cut("alice"), "alice");
+        let long = "é".repeat(100);
+        assert_eq!(cut(&long).chars().count(), MAX_SHOWN_CHARS + 1);
+        let a: IpAddr = "2001:db8:1:2:aaaa::1".parse().unwrap();
+        let b: IpAddr = "2001:db8:1:2:bbbb::9".parse().unwrap();
+        let c: IpAddr = "2001:db8:1:3::1".parse().unwrap();
+        assert_eq!(client_key(a), client_key(b));
+        assert_ne!(client_key(a), client_key(c));
+        let mapped: IpAddr = "::ffff:10.0.0.1".parse().unwrap();
+        assert_eq!(client_key(mapped), "10.0.0.1".parse::<IpAddr>().unwrap());
+    }
+
+    /// Failed logins from many addresses: at most 100 lines a second in all, and every
+    /// failure is either a line or counted in a `suppressed` line.
+    #[tokio::test]
+    async fn failed_logins_are_limited_in_all() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.log");
+        let audit = Audit::open(Some(&path)).unwrap();
+        for i in 0..300u32 {
+            let client = SocketAddr::from(([10, 0, (i / 250) as u8, (i % 250) as u8], 5000));
+            let caller = Caller { principal: None, client, listener: "L" };
+            for _ in 0..2 {
+                audit.login_failed(Subject { user: Some("x"), ..Subject::default() }, &caller, 58).await;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(1100)).await;
+        audit.flush_suppressed();
+        audit.flush().await;
+        let text = std::fs::read_to_string(&path).unwrap();
+        let lines: Vec<serde_json::Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+        let written = lines.iter().filter(|l| l["user"] == "x").count() as u64;
+        let suppressed: u64 = lines.iter().filter_map(|l| l["suppressed"].as_u64()).sum();
+        assert_eq!(written, u64::from(LOGIN_FAILURES_PER_SECOND_IN_ALL));
+        assert_eq!(written + suppressed, 600);
     }
 }

@@ -355,9 +355,9 @@ pub fn record_swept(metrics: &Metrics, audit: &Audit, t: &TokenDetails) {
         token_id: Some(&t.token_id),
         owner: Some(&t.owner),
         requester: Some(&t.requester),
-        user: None,
+        ..crate::audit::Subject::default()
     };
-    audit.record("token_swept", &subject, None, ktb_protocol::error_code::NONE);
+    audit.record_detached(&crate::audit::Event { event: "token_swept", subject, code: ktb_protocol::error_code::NONE });
 }
 
 /// Creates `ktb.bootstrap.user` when the store has no users (T-ZERO-4). Returns the

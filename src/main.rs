@@ -422,7 +422,7 @@ fn serve(file: Option<PathBuf>, overrides: Vec<(String, String)>, print_config: 
     runtime.block_on(async move {
         // Signals first: a SIGTERM or SIGHUP while the store loads must not kill the
         // process the default way.
-        let signal = shutdown_signal();
+        let mut signal = Box::pin(shutdown_signal());
         let probe = Arc::new(Probe::default());
         reopen_on_sighup(probe.clone());
         let metrics = Arc::new(Metrics::for_config(&config));
@@ -442,7 +442,16 @@ fn serve(file: Option<PathBuf>, overrides: Vec<(String, String)>, print_config: 
             metrics: Some(metrics),
             ..StartOptions::default()
         };
-        let broker = match Broker::open(config, options).await {
+        // A stop asked for while the store loads ends the start: nothing is served yet, and
+        // what the store committed so far is durable.
+        let opened = tokio::select! {
+            opened = Broker::open(config, options) => opened,
+            _ = &mut signal => {
+                info!("stopped before the broker started");
+                return ExitCode::SUCCESS;
+            }
+        };
+        let broker = match opened {
             Ok(mut b) => {
                 if let Some(password) = b.generated_admin_password.take() {
                     print_password_banner(&b.config.bootstrap_user, &password);
@@ -482,20 +491,21 @@ fn health(url: &str, timeout_ms: u64) -> ExitCode {
         return ExitCode::from(EXIT_FAILURE);
     };
     let timeout = std::time::Duration::from_millis(timeout_ms.max(1));
-    match runtime.block_on(kafka_token_broker::cli::health::get(url, timeout)) {
+    use kafka_token_broker::cli::health::{self, HealthError};
+    match runtime.block_on(health::get(url, timeout)) {
         Ok((200, body)) => {
-            print!("{body}");
+            print!("{}", health::printable(&body));
             ExitCode::SUCCESS
         }
         Ok((status, body)) => {
-            eprint!("{status}: {body}");
+            eprint!("{status}: {}", health::printable(&body));
             ExitCode::from(EXIT_FAILURE)
         }
-        Err(e) if e.contains("is not a URL") || e.contains("only http://") || e.contains("has no host") => {
+        Err(e @ HealthError::BadUrl(_)) => {
             eprintln!("error: {e}");
             ExitCode::from(EXIT_STARTUP)
         }
-        Err(e) => {
+        Err(e @ HealthError::NoAnswer(_)) => {
             eprintln!("error: {e}");
             ExitCode::from(kafka_token_broker::cli::exit::CONNECTION)
         }
@@ -594,9 +604,6 @@ fn store_migrate(
     Ok(())
 }
 
-/// Completes on SIGINT or SIGTERM. The handlers are installed when this is called, not
-/// when the future is first polled: a signal that arrives just after the listeners
-/// announce themselves must stop the broker gracefully, not kill it unflushed.
 /// Reopens the audit log on every SIGHUP (log rotation, T-OPS-2) once the broker runs;
 /// before that a SIGHUP is ignored.
 fn reopen_on_sighup(probe: Arc<Probe>) {
@@ -616,6 +623,9 @@ fn reopen_on_sighup(probe: Arc<Probe>) {
     }
 }
 
+/// Completes on SIGINT or SIGTERM. The handlers are installed when this is called, not
+/// when the future is first polled: a signal that arrives just after the listeners
+/// announce themselves must stop the broker gracefully, not kill it unflushed.
 fn shutdown_signal() -> impl std::future::Future<Output = ()> {
     use tokio::signal::unix::{SignalKind, signal};
     let handlers = signal(SignalKind::terminate()).and_then(|t| Ok((t, signal(SignalKind::interrupt())?)));

@@ -88,7 +88,7 @@ impl<M> Slots<M> {
 
 /// The position of `code` in §7's list; unknown codes count as -1's.
 fn code_index(code: i16) -> usize {
-    let known = |c| error_code::ALL.binary_search(&c).ok();
+    let known = |c| error_code::ALL.binary_search_by_key(&c, |(code, _)| *code).ok();
     known(code).or_else(|| known(error_code::UNKNOWN_SERVER_ERROR)).unwrap_or(0)
 }
 
@@ -119,6 +119,8 @@ pub struct Snapshot {
     pub brokers: usize,
     /// The store answered a barrier just now.
     pub store_up: bool,
+    /// Audit lines that could not be written since the start.
+    pub audit_write_errors: u64,
 }
 
 /// Every series the broker exports.
@@ -137,6 +139,7 @@ pub struct Metrics {
     store_commit: Histogram,
     etcd_up: Gauge,
     cluster_brokers: Gauge,
+    audit_write_errors: Counter,
     sasl_slots: Slots<Counter>,
     reauth_slots: Slots<Counter>,
     request_slots: Slots<Counter>,
@@ -203,6 +206,7 @@ impl Metrics {
             store_commit: latency_histogram(),
             etcd_up: Gauge::default(),
             cluster_brokers: Gauge::default(),
+            audit_write_errors: Counter::default(),
             registry: Registry::default(),
             sasl_slots: Slots::new(16),
             reauth_slots: Slots::new(2),
@@ -249,6 +253,11 @@ impl Metrics {
             "cluster_brokers",
             "Live brokers in the cluster, this one included",
             m.cluster_brokers.clone(),
+        );
+        registry.register(
+            "audit_write_errors",
+            "Audit log lines (or reopenings) that failed to be written",
+            m.audit_write_errors.clone(),
         );
         let build: Family<VersionLabels, Gauge> = Family::default();
         build.get_or_create(&VersionLabels { version: env!("CARGO_PKG_VERSION") }).set(1);
@@ -302,7 +311,7 @@ impl Metrics {
         }
         let api = api_name(key);
         let c = code_index(code);
-        let error_code = error_code::ALL[c];
+        let error_code = error_code::ALL[c].0;
         let make = || self.requests.get_or_create_owned(&RequestLabels { api, version, error_code });
         self.request_slots.get((a * VERSIONS + version as usize) * CODES + c, make).inc();
         let make = || self.request_duration.get_or_create_owned(&ApiLabels { api });
@@ -334,6 +343,9 @@ impl Metrics {
             self.tokens.set(s.tokens as i64);
             self.cluster_brokers.set(s.brokers as i64);
             self.etcd_up.set(i64::from(s.store_up));
+            // A counter kept by the audit log: brought up to its count.
+            let seen = self.audit_write_errors.get();
+            self.audit_write_errors.inc_by(s.audit_write_errors.saturating_sub(seen));
         }
         let mut out = String::new();
         // Writing to a String cannot fail.

@@ -220,16 +220,21 @@ async fn t_log_2_failed_logins_are_logged() {
     assert!(p.log_lines().iter().all(|l| !l.contains("guess-123") && !l.contains("pw-for-log-test")));
 }
 
-/// Settings this build does not serve yet stop the broker with a clear message instead
-/// of being ignored.
+/// T-LIFE-2: settings that cannot be served stop the broker with exit 2 and a message
+/// naming the property: etcd without endpoints, a metrics listener whose port is taken.
 #[test]
-fn unserved_settings_are_startup_errors() {
+fn unservable_settings_are_startup_errors() {
     let cwd = tempfile::tempdir().unwrap();
+    let holder = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let taken = holder.local_addr().unwrap().to_string();
     for (k, v, needle) in
-        [("ktb.metrics.listener", "127.0.0.1:9404", "ktb.metrics.listener"), ("ktb.store", "etcd", "etcd")]
+        [("ktb.metrics.listener", taken.as_str(), "ktb.metrics.listener"), ("ktb.store", "etcd", "etcd")]
     {
-        let out = Command::new(ktb_bin())
-            .args(["serve", "-o", &format!("{k}={v}")])
+        // Under `timeout`: a broker that started anyway fails the test instead of hanging it.
+        let out = Command::new("timeout")
+            .arg("20")
+            .arg(ktb_bin())
+            .args(["serve", "-o", &format!("{k}={v}"), "-o", "listeners=SASL_PLAINTEXT://127.0.0.1:0"])
             .env("KTB_ADMIN_PASSWORD", "x")
             .current_dir(cwd.path())
             .output()
@@ -237,4 +242,5 @@ fn unserved_settings_are_startup_errors() {
         assert_eq!(out.status.code(), Some(2), "{k}");
         assert!(String::from_utf8_lossy(&out.stderr).contains(needle), "{k}");
     }
+    drop(holder);
 }

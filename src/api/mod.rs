@@ -4,6 +4,7 @@
 
 pub mod alter_user_scram;
 pub mod api_versions;
+mod audit;
 pub mod create_token;
 pub mod describe_cluster;
 pub mod describe_tokens;
@@ -15,12 +16,11 @@ pub mod sasl;
 
 use std::net::SocketAddr;
 
-use kafka_protocol::messages::{BrokerId, CreateDelegationTokenResponse, RequestKind, ResponseKind};
+use kafka_protocol::messages::{BrokerId, RequestKind, ResponseKind};
 use kafka_protocol::protocol::StrBytes;
 use ktb_protocol::error_code;
 use ktb_protocol::request::Header;
 
-use crate::audit::{Caller, Subject};
 use crate::auth::{Principal, Session};
 use crate::broker::Broker;
 use crate::config::HostPort;
@@ -56,35 +56,6 @@ impl Context<'_> {
         &self.session.principal
     }
 
-    /// Writes `event` about `subject`, answered with `code`, to the audit log (T-OPS-2).
-    fn audit(&self, event: &str, subject: &Subject<'_>, code: i16) {
-        let caller = Caller { principal: Some(&self.session.principal), client: self.peer, listener: self.listener };
-        self.broker.audit.record(event, subject, Some(&caller), code);
-    }
-
-    /// Audits a Renew or Expire of `target` answered with `code`.
-    fn audit_target(&self, event: &str, target: &Target, code: i16) {
-        let (token_id, owner) = target.as_ref().map_or((None, None), |(id, owner)| (Some(id.as_str()), Some(owner)));
-        self.audit(event, &Subject { token_id, owner, ..Subject::default() }, code);
-    }
-
-    /// Audits a Create answered with `resp`.
-    fn audit_created(&self, resp: &CreateDelegationTokenResponse) {
-        let owner = Principal::new(&resp.principal_type, &resp.principal_name);
-        let token_id = Some(resp.token_id.as_str()).filter(|id| !id.is_empty());
-        let subject =
-            Subject { token_id, owner: Some(&owner), requester: Some(&self.session.principal), ..Subject::default() };
-        self.audit("token_created", &subject, resp.error_code);
-    }
-
-    /// Audits each user of an AlterUserScramCredentials answer.
-    fn audit_users(&self, resp: &ResponseKind) {
-        let ResponseKind::AlterUserScramCredentials(r) = resp else { return };
-        for u in &r.results {
-            self.audit("user_altered", &Subject { user: Some(u.user.as_str()), ..Subject::default() }, u.error_code);
-        }
-    }
-
     /// Every live broker as advertised on this request's listener, shaped by `entry`
     /// (node id, host, port) into the answer's broker type (T-CLUSTER-4).
     pub fn live_brokers<T>(&self, entry: impl Fn(BrokerId, StrBytes, i32) -> T) -> Vec<T> {
@@ -114,17 +85,17 @@ pub async fn handle(ctx: &Context<'_>, header: &Header, body: RequestKind) -> Op
         RequestKind::SaslAuthenticate(_) => sasl::authenticate_after_authentication().into(),
         RequestKind::CreateDelegationToken(req) => {
             let resp = create_token::handle(ctx, v, &req, now).await;
-            ctx.audit_created(&resp);
+            audit::created(ctx, v, &req, &resp).await;
             resp.into()
         }
         RequestKind::RenewDelegationToken(req) => {
             let (resp, target) = renew_token::handle(ctx, &req, now).await;
-            ctx.audit_target("token_renewed", &target, resp.error_code);
+            audit::changed(ctx, "token_renewed", &target, resp.error_code).await;
             resp.into()
         }
         RequestKind::ExpireDelegationToken(req) => {
             let (resp, target) = expire_token::handle(ctx, &req, now).await;
-            ctx.audit_target("token_expired", &target, resp.error_code);
+            audit::changed(ctx, "token_expired", &target, resp.error_code).await;
             resp.into()
         }
         RequestKind::DescribeDelegationToken(req) => describe_tokens::handle(ctx, v, &req).await.into(),
@@ -136,13 +107,13 @@ pub async fn handle(ctx: &Context<'_>, header: &Header, body: RequestKind) -> Op
         }
         RequestKind::AlterUserScramCredentials(req) => {
             let resp = if super_user {
-                alter_user_scram::handle(ctx, &req).await.into()
+                alter_user_scram::handle(ctx, &req).await
             } else {
                 let refusal = "Cluster authorization failed.";
-                alter_user_scram::refused(&req, error_code::CLUSTER_AUTHORIZATION_FAILED, refusal).into()
+                alter_user_scram::refused(&req, error_code::CLUSTER_AUTHORIZATION_FAILED, refusal)
             };
-            ctx.audit_users(&resp);
-            resp
+            audit::users_altered(ctx, &resp).await;
+            resp.into()
         }
         _ => return None,
     })

@@ -16,12 +16,14 @@ pub async fn handle(
         return (refused(error_code::DELEGATION_TOKEN_REQUEST_NOT_ALLOWED), None);
     }
     let super_user = ctx.is_super_user();
-    let acted = ctx.broker.tokens.renew(&req.hmac, ctx.principal(), super_user, req.renew_period_ms, now).await;
-    let resp = match acted.result {
+    let mut target = None;
+    let outcome =
+        ctx.broker.tokens.renew(&req.hmac, ctx.principal(), super_user, req.renew_period_ms, now, &mut target).await;
+    let resp = match outcome {
         Ok(expiry) => RenewDelegationTokenResponse::default().with_expiry_timestamp_ms(expiry),
         Err(e) => refused(e.code()),
     };
-    (resp, acted.token)
+    (resp, target)
 }
 
 /// An error answer: the code and expiry −1 (T-RENEW-4, D-6).

@@ -84,10 +84,20 @@ pub struct LoginOutcome {
     pub reauth: bool,
     /// True for a login that succeeded.
     pub ok: bool,
+    /// The store could not be read to decide it: the connection closed without an answer
+    /// (counted as a failure, but no login failed).
+    pub unreachable: bool,
     /// The user name a failed login tried, when it got that far (client-controlled).
     pub user: Option<String>,
     /// The owner of the token a failed login named, when the token exists.
     pub owner: Option<Principal>,
+}
+
+impl LoginOutcome {
+    /// A failed exchange that named no user.
+    fn failed(mechanism: Option<Mechanism>, token: bool, reauth: bool) -> LoginOutcome {
+        LoginOutcome { mechanism, token, reauth, ok: false, unreachable: false, user: None, owner: None }
+    }
 }
 
 /// One connection's authentication state.
@@ -309,11 +319,12 @@ impl Authenticator {
         let resp = SaslHandshakeResponse::default().with_mechanisms(mechanism_names(broker));
         let Some(mechanism) = enabled else {
             info!(peer = %self.peer, mechanism = %Untrusted(name), "unsupported SASL mechanism");
-            self.outcome =
-                Some(LoginOutcome { mechanism: None, token: false, reauth, ok: false, user: None, owner: None });
+            self.outcome = Some(LoginOutcome::failed(None, false, reauth));
             return Action::FailAndClose(Some(resp.with_error_code(error_code::UNSUPPORTED_SASL_MECHANISM).into()));
         };
         if reauth && self.mechanism != Some(mechanism) {
+            // T-REAUTH-4: the connection closes at its next frame; the re-authentication failed.
+            self.outcome = Some(LoginOutcome::failed(Some(mechanism), self.session.token_authenticated(), reauth));
             self.state = State::ReauthWithOtherMechanism;
             return Action::Reply(resp.into());
         }
@@ -346,20 +357,21 @@ impl Authenticator {
         };
         self.attempt = None;
         let result = self.exchange(broker, msg).await;
-        let outcome = |ok, token, attempt: Option<(String, Option<Principal>)>| {
+        let outcome = |ok, unreachable, token, attempt: Option<(String, Option<Principal>)>| {
             let (user, owner) = attempt.map_or((None, None), |(u, o)| (Some(u), o));
-            Some(LoginOutcome { mechanism: Some(mechanism), token, reauth, ok, user, owner })
+            Some(LoginOutcome { mechanism: Some(mechanism), token, reauth, ok, unreachable, user, owner })
         };
         match &result {
             Ok(_) if self.is_complete() => {
-                self.outcome = outcome(true, self.session.token_authenticated(), None);
+                self.outcome = outcome(true, false, self.session.token_authenticated(), None);
             }
+            Ok(_) => {}
             Err(StepError::Failed(_)) => {
                 let attempt = self.attempt.take();
                 let token = tried_token || attempt.as_ref().is_some_and(|(_, owner)| owner.is_some());
-                self.outcome = outcome(false, token, attempt);
+                self.outcome = outcome(false, false, token, attempt);
             }
-            _ => {}
+            Err(StepError::Unreachable) => self.outcome = outcome(false, true, tried_token, None),
         }
         result
     }

@@ -180,7 +180,7 @@ pub(super) async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
             }
         };
         if let Some(outcome) = auth.take_outcome() {
-            record_login(&broker, &outcome, peer, listener);
+            record_login(&broker, &outcome, peer, listener).await;
         }
         if !watch_token(&broker, &auth, &mut revocation).await {
             info!(%peer, "closing: the session's token was expired or deleted");
@@ -251,9 +251,9 @@ pub(super) async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
 
 /// Counts a finished SASL exchange and writes a failed one to the audit log (T-LIFE-3,
 /// T-OPS-2).
-fn record_login(broker: &Broker, o: &LoginOutcome, client: SocketAddr, listener: &str) {
+async fn record_login(broker: &Broker, o: &LoginOutcome, client: SocketAddr, listener: &str) {
     broker.metrics.login(o.mechanism, o.token, o.reauth, o.ok);
-    if o.ok {
+    if o.ok || o.unreachable {
         return;
     }
     let name = o.user.as_deref();
@@ -266,7 +266,7 @@ fn record_login(broker: &Broker, o: &LoginOutcome, client: SocketAddr, listener:
         None => error_code::UNSUPPORTED_SASL_MECHANISM,
         Some(_) => error_code::SASL_AUTHENTICATION_FAILED,
     };
-    broker.audit.login_failed(&subject, &Caller { principal: None, client, listener }, code);
+    broker.audit.login_failed(subject, &Caller { principal: None, client, listener }, code).await;
 }
 
 /// The encoded answer to a Metadata request; `None` when the request closes the

@@ -2,13 +2,17 @@
 //!
 //! It is bound before the store is opened, so an orchestrator sees a live process that is
 //! not ready yet while tokens load. Like the Kafka listeners it is bounded (§9.1): a few
-//! connections at a time (more are closed at once), a deadline on the request head and
-//! on the whole connection, small buffers, and no request body is ever read.
+//! connections at a time, fewer per client address, two kept for loopback (the container's
+//! own health check), more closed at once; a deadline on the request head and on the
+//! whole connection; small buffers; no request body is ever read. The store is asked at
+//! most once a second however many probes and scrapes arrive.
 
+use std::collections::HashMap;
 use std::convert::Infallible;
+use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, OnceLock, Weak};
-use std::time::Duration;
+use std::sync::{Arc, Mutex, OnceLock, Weak};
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http_body_util::Full;
@@ -17,15 +21,21 @@ use hyper::header::{ALLOW, CONTENT_TYPE};
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
 use tracing::{debug, info, warn};
 
 use crate::broker::{Broker, StartupError};
 use crate::config::HostPort;
 use crate::metrics::{CONTENT_TYPE as METRICS_TYPE, Metrics, Snapshot};
+use crate::store::Store;
 
 /// Connections served at once; a scraper and a prober need two.
 const MAX_CONNECTIONS: usize = 16;
+/// Connections from one client address.
+const MAX_PER_ADDRESS: usize = 4;
+/// Connections only loopback clients may take.
+const LOOPBACK_RESERVE: usize = 2;
+/// How long one answer of the store serves the probes.
+const STORE_CHECK_FRESH: Duration = Duration::from_secs(1);
 /// How long a client may take to send a request head.
 const HEAD_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long one connection may stay open, keep-alive included.
@@ -38,6 +48,50 @@ const STORE_PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 pub struct Probe {
     broker: OnceLock<Weak<Broker>>,
     stopping: AtomicBool,
+    /// The last check of the store and when it was made; held while a check runs, so
+    /// concurrent probes share one.
+    store_check: tokio::sync::Mutex<Option<(Instant, Result<(), String>)>>,
+}
+
+/// The connections open, in all and per client address.
+#[derive(Default)]
+struct Open {
+    total: usize,
+    by_address: HashMap<IpAddr, usize>,
+}
+
+/// A connection's place in [`Open`], given back on drop.
+struct Admitted {
+    open: Arc<Mutex<Open>>,
+    ip: IpAddr,
+}
+
+impl Admitted {
+    /// A place for a connection from `ip`, if the limits leave one.
+    fn try_new(open: &Arc<Mutex<Open>>, ip: IpAddr) -> Option<Admitted> {
+        let mut o = open.lock().unwrap_or_else(|p| p.into_inner());
+        let limit = if ip.is_loopback() { MAX_CONNECTIONS } else { MAX_CONNECTIONS - LOOPBACK_RESERVE };
+        let mine = o.by_address.get(&ip).copied().unwrap_or(0);
+        if o.total >= limit || mine >= MAX_PER_ADDRESS {
+            return None;
+        }
+        o.total += 1;
+        *o.by_address.entry(ip).or_default() += 1;
+        Some(Admitted { open: open.clone(), ip })
+    }
+}
+
+impl Drop for Admitted {
+    fn drop(&mut self) {
+        let mut o = self.open.lock().unwrap_or_else(|p| p.into_inner());
+        o.total -= 1;
+        if let Some(n) = o.by_address.get_mut(&self.ip) {
+            *n -= 1;
+            if *n == 0 {
+                o.by_address.remove(&self.ip);
+            }
+        }
+    }
 }
 
 impl Probe {
@@ -70,7 +124,7 @@ pub async fn serve(listener: TcpListener, metrics: Arc<Metrics>, probe: Arc<Prob
     if let Ok(addr) = listener.local_addr() {
         info!("metrics, health and readiness on http://{addr} (/metrics, /healthz, /readyz)");
     }
-    let permits = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    let open = Arc::new(Mutex::new(Open::default()));
     loop {
         let (stream, peer) = match listener.accept().await {
             Ok(s) => s,
@@ -80,7 +134,7 @@ pub async fn serve(listener: TcpListener, metrics: Arc<Metrics>, probe: Arc<Prob
                 continue;
             }
         };
-        let Ok(permit) = permits.clone().try_acquire_owned() else {
+        let Some(permit) = Admitted::try_new(&open, peer.ip()) else {
             debug!(%peer, "metrics listener: too many connections; closing");
             continue;
         };
@@ -122,8 +176,15 @@ async fn answer(req: &Request<Incoming>, metrics: &Metrics, probe: &Probe) -> Re
     match req.uri().path() {
         "/metrics" => {
             let snapshot = match probe.broker() {
-                Some(b) => Some(snapshot(&b).await),
-                None => None,
+                Some(b) if !probe.stopping.load(Ordering::SeqCst) => {
+                    let (tokens, brokers, store) = (b.tokens.len(), b.cluster.size().max(1), b.store.clone());
+                    let audit_write_errors = b.audit.write_errors();
+                    // Not held across the store check: a scrape never delays shutdown.
+                    drop(b);
+                    let store_up = probe.store_answers(store).await.is_ok();
+                    Some(Snapshot { tokens, brokers, store_up, audit_write_errors })
+                }
+                _ => None,
             };
             text(StatusCode::OK, METRICS_TYPE, metrics.encode(snapshot))
         }
@@ -136,17 +197,24 @@ async fn answer(req: &Request<Incoming>, metrics: &Metrics, probe: &Probe) -> Re
     }
 }
 
-/// Whether the store answers a barrier (a linearizable read on etcd) in time.
-async fn store_answers(b: &Broker) -> Result<(), String> {
-    match tokio::time::timeout(STORE_PROBE_TIMEOUT, b.store.barrier()).await {
-        Ok(Ok(_)) => Ok(()),
-        Ok(Err(e)) => Err(format!("the store does not answer: {e}")),
-        Err(_) => Err(format!("the store did not answer within {} s", STORE_PROBE_TIMEOUT.as_secs())),
+impl Probe {
+    /// Whether the store answers a barrier (a linearizable read on etcd) in time; one
+    /// answer serves every probe for [`STORE_CHECK_FRESH`].
+    async fn store_answers(&self, store: Arc<dyn Store>) -> Result<(), String> {
+        let mut last = self.store_check.lock().await;
+        if let Some((at, result)) = last.as_ref()
+            && at.elapsed() < STORE_CHECK_FRESH
+        {
+            return result.clone();
+        }
+        let result = match tokio::time::timeout(STORE_PROBE_TIMEOUT, store.barrier()).await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(e)) => Err(format!("the store does not answer: {e}")),
+            Err(_) => Err(format!("the store did not answer within {} s", STORE_PROBE_TIMEOUT.as_secs())),
+        };
+        *last = Some((Instant::now(), result.clone()));
+        result
     }
-}
-
-async fn snapshot(b: &Broker) -> Snapshot {
-    Snapshot { tokens: b.tokens.len(), brokers: b.cluster.size().max(1), store_up: store_answers(b).await.is_ok() }
 }
 
 /// T-OPS-1: ready once the tokens are loaded, while the store answers, the broker holds
@@ -160,14 +228,16 @@ async fn readiness(probe: &Probe) -> Result<(), String> {
         return Err("starting: the store and the tokens are loading".into());
     };
     let mut reasons = Vec::new();
-    if let Err(e) = store_answers(&b).await {
-        reasons.push(e);
-    }
     if !b.cluster.registered() {
         reasons.push("this broker's cluster registration has lapsed".to_owned());
     }
     if b.tokens.newer_schema_seen() {
         reasons.push("a token record of a newer schema was seen; upgrade this broker".to_owned());
+    }
+    let store = b.store.clone();
+    drop(b);
+    if let Err(e) = probe.store_answers(store).await {
+        reasons.insert(0, e);
     }
     if reasons.is_empty() { Ok(()) } else { Err(reasons.join("; ")) }
 }

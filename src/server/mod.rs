@@ -167,6 +167,7 @@ impl Server {
             warn!("shutdown grace period of {grace:?} ended with connections still busy; closing them");
         }
         broker.cluster.leave().await;
+        broker.audit.flush().await;
         broker.store.close().await?;
         // Connection tasks that signalled they are done drop their share a moment later;
         // waiting for them means the store (and its directory lock) is closed when this

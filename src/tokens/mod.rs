@@ -124,16 +124,6 @@ impl TokenSettings {
 /// How many times a change refused by a concurrent one is retried from a fresh read.
 const RETRIES: usize = 32;
 
-/// What a Renew or Expire answered, and the token it acted on (known once the HMAC
-/// matched one, refusals included), for the audit log.
-#[derive(Debug)]
-pub struct Acted {
-    /// The new expiry, or why not.
-    pub result: Result<i64, TokenError>,
-    /// The token's id and owner.
-    pub token: Option<(String, Principal)>,
-}
-
 /// All the broker's delegation tokens.
 pub struct Tokens {
     store: Arc<dyn Store>,
@@ -349,21 +339,9 @@ impl Tokens {
     }
 
     /// Renews the token with this HMAC for `requester` (SPEC §4.7 checks 2–6); returns the
-    /// new expiry once it is durable.
+    /// new expiry once it is durable. `found` gets the token's id and owner once the HMAC
+    /// matched one, refusals included (for the audit log).
     pub async fn renew(
-        &self,
-        hmac: &[u8],
-        requester: &Principal,
-        super_user: bool,
-        requested_period_ms: i64,
-        now: i64,
-    ) -> Acted {
-        let mut token = None;
-        let result = self.renew_found(hmac, requester, super_user, requested_period_ms, now, &mut token).await;
-        Acted { result, token }
-    }
-
-    async fn renew_found(
         &self,
         hmac: &[u8],
         requester: &Principal,
@@ -393,21 +371,8 @@ impl Tokens {
 
     /// Expires the token with this HMAC (SPEC §4.8 checks 2–4, T-EXPIRE-1..4): a negative
     /// period deletes it, otherwise its expiry becomes `min(max, now + period)`. Returns
-    /// the resulting expiry once the change is durable.
+    /// the resulting expiry once the change is durable; `found` as for [`Tokens::renew`].
     pub async fn expire(
-        &self,
-        hmac: &[u8],
-        requester: &Principal,
-        super_user: bool,
-        period_ms: i64,
-        now: i64,
-    ) -> Acted {
-        let mut token = None;
-        let result = self.expire_found(hmac, requester, super_user, period_ms, now, &mut token).await;
-        Acted { result, token }
-    }
-
-    async fn expire_found(
         &self,
         hmac: &[u8],
         requester: &Principal,
