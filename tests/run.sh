@@ -19,8 +19,7 @@ if [ ${#missing[@]} -gt 0 ]; then
   [ "$(id -u)" -eq 0 ] || sudo="sudo"
   echo "==> installing ${missing[*]} from Debian"
   $sudo apt-get update -qq
-  # Recommends left out: docker-compose would pull in a Docker engine the tests never run.
-  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 
 venv=tests/interop/.venv
