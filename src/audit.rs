@@ -213,18 +213,20 @@ fn write_lines(path: PathBuf, mut file: File, mut jobs: mpsc::UnboundedReceiver<
 }
 
 impl Audit {
-    /// The audit log at `path`, or an inert one. Fails when the file cannot be opened.
-    pub fn open(path: Option<&Path>) -> std::io::Result<Audit> {
+    /// The audit log at `path`, or an inert one. Fails, saying why, when the file cannot
+    /// be opened.
+    pub fn open(path: Option<&Path>) -> Result<Audit, String> {
         let write_errors = Arc::new(AtomicU64::new(0));
         let jobs = match path {
             None => None,
             Some(p) => {
-                let file = open(p)?;
+                let file = open(p).map_err(|e| format!("cannot open {}: {e}", p.display()))?;
                 let (tx, rx) = mpsc::unbounded_channel();
                 let (path, errors) = (p.to_path_buf(), write_errors.clone());
                 std::thread::Builder::new()
                     .name("ktb-audit".into())
-                    .spawn(move || write_lines(path, file, rx, errors))?;
+                    .spawn(move || write_lines(path, file, rx, errors))
+                    .map_err(|e| format!("cannot start its writer thread: {e}"))?;
                 info!(path = %p.display(), "writing the audit log");
                 Some(tx)
             }

@@ -152,12 +152,8 @@ impl Broker {
         let metrics = options.metrics.unwrap_or_else(|| Arc::new(Metrics::for_config(&config)));
         let store: Arc<dyn Store> =
             if metrics.enabled() { Arc::new(crate::store::timed::Timed::new(store, metrics.clone())) } else { store };
-        let audit = Audit::open(config.audit_log_file.as_deref()).map_err(|e| {
-            StartupError(format!(
-                "ktb.audit.log.file: cannot open {}: {e}",
-                config.audit_log_file.as_deref().unwrap_or(std::path::Path::new("")).display()
-            ))
-        })?;
+        let audit = Audit::open(config.audit_log_file.as_deref())
+            .map_err(|e| StartupError(format!("ktb.audit.log.file: {e}")))?;
         // Files sled created with the process umask, or an earlier build left readable.
         data_dir.make_private().map_err(|e| StartupError(e.0))?;
         let (cluster_id, fake_salt_key) = match &config.store {

@@ -238,6 +238,13 @@ pub struct HostPort {
     pub port: u16,
 }
 
+impl HostPort {
+    /// The host to bind: an empty host means every IPv4 interface.
+    pub fn bind_host(&self) -> &str {
+        if self.host.is_empty() { "0.0.0.0" } else { &self.host }
+    }
+}
+
 /// One configured listener.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ListenerConfig {

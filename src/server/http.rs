@@ -113,7 +113,7 @@ impl Probe {
 
 /// Binds the metrics listener.
 pub async fn bind(addr: &HostPort) -> Result<TcpListener, StartupError> {
-    let host = if addr.host.is_empty() { "0.0.0.0" } else { addr.host.as_str() };
+    let host = addr.bind_host();
     TcpListener::bind((host, addr.port))
         .await
         .map_err(|e| StartupError(format!("ktb.metrics.listener: cannot bind {host}:{}: {e}", addr.port)))

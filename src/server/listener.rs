@@ -24,6 +24,7 @@ pub(super) async fn accept_loop(
     // Connections get their own copy of the advertised endpoint, so the listening socket
     // closes as soon as this loop ends.
     let advertised = Arc::new(listener.advertised.clone());
+    let name: Arc<str> = listener.name.as_str().into();
     let protocol = listener.protocol;
     loop {
         let permit = tokio::select! {
@@ -47,7 +48,7 @@ pub(super) async fn accept_loop(
                 let _ = stream.set_nodelay(true);
                 let (broker, advertised, stop, done) = (broker.clone(), advertised.clone(), stop.clone(), done.clone());
                 let tls = listener.tls.clone();
-                let name = listener.name.clone();
+                let name = name.clone();
                 tokio::spawn(async move {
                     let _active = broker.metrics.connection();
                     match tls {

@@ -47,7 +47,7 @@ impl Server {
                 )),
                 _ => None,
             };
-            let host = if l.bind.host.is_empty() { "0.0.0.0" } else { l.bind.host.as_str() };
+            let host = l.bind.bind_host();
             let tcp = TcpListener::bind((host, l.bind.port))
                 .await
                 .map_err(|e| StartupError(format!("listener {}: cannot bind {host}:{}: {e}", l.name, l.bind.port)))?;
@@ -138,7 +138,8 @@ impl Server {
             },
             stop_rx.clone(),
         ));
-        let audit_flush = {
+        // The failed-login limiter's summary lines, once a second, when there is a log.
+        let audit_flush = broker.audit.enabled().then(|| {
             let b = Arc::downgrade(&broker);
             let mut stop = stop_rx.clone();
             tokio::spawn(async move {
@@ -152,7 +153,7 @@ impl Server {
                     b.audit.flush_suppressed();
                 }
             })
-        };
+        });
 
         shutdown.await;
         info!("shutting down: no new connections; finishing requests in flight");
@@ -161,7 +162,9 @@ impl Server {
             let _ = t.await;
         }
         let _ = sweeper.await;
-        let _ = audit_flush.await;
+        if let Some(t) = audit_flush {
+            let _ = t.await;
+        }
         let grace = Duration::from_millis(broker.config.shutdown_grace_ms.max(0) as u64);
         if tokio::time::timeout(grace, done_rx.recv()).await.is_err() {
             warn!("shutdown grace period of {grace:?} ended with connections still busy; closing them");
