@@ -16,7 +16,7 @@ use kafka_token_broker::auth::Principal;
 use kafka_token_broker::auth::kdf::KdfPool;
 use kafka_token_broker::config::HmacAlgorithm;
 use kafka_token_broker::store::{SledStore, Store};
-use kafka_token_broker::tokens::{LoginKeys, MasterSecret, TokenSettings, Tokens};
+use kafka_token_broker::tokens::{Keyring, LoginKeys, MasterSecret, TokenSettings, Tokens};
 use ktb_protocol::scram::{self, ScramClient, ScramMechanism};
 
 const NOW: i64 = 1_700_000_000_000;
@@ -36,7 +36,8 @@ fn open(rt: &tokio::runtime::Runtime, dir: &std::path::Path) -> Arc<Tokens> {
         max_per_owner: usize::MAX,
     };
     let wait = std::time::Duration::from_secs(5);
-    rt.block_on(Tokens::open(store, Some(MasterSecret::new("bench-secret")), settings, logins(), wait)).unwrap()
+    rt.block_on(Tokens::open(store, Some(Keyring::single(MasterSecret::new("bench-secret"))), settings, logins(), wait))
+        .unwrap()
 }
 
 fn bench(c: &mut Criterion) {

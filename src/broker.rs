@@ -14,12 +14,13 @@ use crate::auth::users::{Alteration, Users};
 use crate::auth::{Identity, Principal};
 use crate::clock::{Clock, SystemClock};
 use crate::cluster::Cluster;
-use crate::config::{Config, SecretSetting, StoreKind};
+use crate::config::{Config, StoreKind};
 use crate::datadir::DataDir;
 use crate::metrics::Metrics;
+use crate::rotation::Rotation;
 use crate::store::etcd::EtcdStore;
 use crate::store::{SledStore, Store};
-use crate::tokens::{LoginKeys, MasterSecret, TokenDetails, TokenSettings, Tokens};
+use crate::tokens::{KeySource, LoginKeys, TokenDetails, TokenSettings, Tokens};
 
 /// A reason the broker cannot start (exit code 2, T-LIFE-2).
 #[derive(Debug, thiserror::Error)]
@@ -66,6 +67,8 @@ pub struct Broker {
     pub users: Users,
     /// Delegation tokens.
     pub tokens: Arc<Tokens>,
+    /// Their master keys over time (T-ROTATE-3..6).
+    pub rotation: Arc<Rotation>,
     /// The brokers of the cluster (this one alone on sled).
     pub cluster: Arc<Cluster>,
     /// The broker's notion of now.
@@ -123,6 +126,9 @@ impl Broker {
     /// store has no users (T-PERSIST-4's first steps, T-ZERO-4).
     pub async fn open(config: Config, options: StartOptions) -> Result<Broker, StartupError> {
         let data_dir = DataDir::open(&config.data_dir, config.node_id).map_err(|e| StartupError(e.0))?;
+        let keys = KeySource::from_config(&config, data_dir.path()).map_err(StartupError)?;
+        // Before anything is written: a keyring that cannot be used stops the start here.
+        let ring = keys.load().map_err(StartupError)?;
         let (store, etcd_store): (Arc<dyn Store>, _) = match &config.store {
             StoreKind::Sled => {
                 let sled = SledStore::open(&data_dir.store_path()).map_err(|e| {
@@ -133,10 +139,11 @@ impl Broker {
                 (Arc::new(sled), None)
             }
             StoreKind::Etcd(etcd) => {
-                if matches!(config.token_secret, SecretSetting::Generated) {
+                if !keys.shareable() {
                     return Err(StartupError(
-                        "ktb.store=etcd needs delegation.token.secret.key, the same on every broker: a secret \
-                         generated into one broker's data dir would differ from the others' (set it empty to \
+                        "ktb.store=etcd needs delegation.token.secret.keyring.file (or \
+                         delegation.token.secret.key), the same keys on every broker: a secret generated into one \
+                         broker's data dir would differ from the others' (set delegation.token.secret.key empty to \
                          disable delegation tokens)"
                             .into(),
                     ));
@@ -192,10 +199,11 @@ impl Broker {
         let generated_admin_password = bootstrap_user(&config, &users, options.admin_password).await?;
         let logins = LoginKeys { kdf: kdf.clone(), salt_key: fake_salt_key };
         let on_swept = |t: &TokenDetails| record_swept(&metrics, &audit, t);
-        let tokens =
-            open_tokens(&config, &data_dir, store.clone(), &cluster, options.clock.as_ref(), logins, &on_swept).await?;
+        let tokens = open_tokens(&config, ring, store.clone(), options.clock.as_ref(), logins, &on_swept).await?;
+        let rotation = Rotation::start(keys, tokens.clone(), cluster.clone(), options.clock.now_ms()).await?;
         Ok(Broker {
             tokens,
+            rotation,
             cluster,
             cluster_id,
             config,
@@ -307,25 +315,18 @@ impl Broker {
     }
 }
 
-/// Loads the master secret and the tokens, rebuilds the HMAC index and sweeps what
+/// Loads the master keys and the tokens, rebuilds the HMAC index and sweeps what
 /// expired while the broker was down (T-PERSIST-4, T-SWEEP-1).
 async fn open_tokens(
     config: &Config,
-    data_dir: &DataDir,
+    secret: Option<crate::tokens::Keyring>,
     store: Arc<dyn Store>,
-    cluster: &Cluster,
     clock: &dyn Clock,
     logins: LoginKeys,
     on_swept: &(dyn Fn(&TokenDetails) + Send + Sync),
 ) -> Result<Arc<Tokens>, StartupError> {
-    let secret = MasterSecret::load(&config.token_secret, data_dir.path()).map_err(StartupError)?;
-    match &secret {
-        None => warn!("delegation.token.secret.key is empty: delegation tokens are disabled"),
-        Some(s) if matches!(config.store, StoreKind::Etcd(_)) => {
-            let fingerprint = s.single_key_fingerprint().await.map_err(StartupError)?;
-            cluster.check_fingerprint("default", fingerprint).await?;
-        }
-        Some(_) => {}
+    if secret.is_none() {
+        warn!("delegation.token.secret.key is empty: delegation tokens are disabled");
     }
     let store_err = |e: crate::store::StoreError| StartupError(format!("cannot load tokens: {e}"));
     let wait = std::time::Duration::from_millis(config.etcd_request_timeout_ms.max(1) as u64);

@@ -25,6 +25,11 @@ use crate::store::{FeedEvent, Store};
 const BROKERS: &[u8] = b"brokers/";
 const SWEEPER: &[u8] = b"sweeper";
 const FINGERPRINTS: &[u8] = b"key_fp/";
+const KEYS: &[u8] = b"keys/";
+const ACTIVE_KEY: &[u8] = b"active_key";
+
+/// Each live broker's master-key fingerprints: node id → key id (as shown) → fingerprint.
+pub type PublishedKeys = BTreeMap<i32, BTreeMap<String, String>>;
 
 /// Where the cluster keeps the fingerprint of key `key_id` (T-CLUSTER-5): written by the
 /// first broker (or `ktb store migrate`), checked by every later one.
@@ -101,19 +106,119 @@ impl Cluster {
         let key = fingerprint_key(key_id);
         let err = |e| ClusterError(format!("cannot check the master secret's fingerprint in etcd: {e}"));
         if crate::store::put_new(etcd.store.as_ref(), &key, fingerprint.clone().into_bytes()).await.map_err(err)? {
-            info!(key_id, "published this cluster's master-secret fingerprint");
+            info!(key_id, "recorded the fingerprint of this master key in the cluster");
             return Ok(());
         }
         let stored = etcd.store.get(&key).await.map_err(err)?.map(|v| v.value).unwrap_or_default();
         if stored != fingerprint.as_bytes() {
             return Err(ClusterError(format!(
-                "delegation.token.secret.key differs from the one the cluster's other brokers use: the fingerprint \
-                 of key {key_id:?} is {} here and {} in etcd; give every broker the same secret",
+                "master key {key_id} differs from the key of that id the cluster's brokers use: its fingerprint \
+                 is {} here and {} in etcd; give every broker the same secret for each key id (a key id is never \
+                 reused for another secret)",
                 &fingerprint[..16],
                 String::from_utf8_lossy(&stored[..stored.len().min(16)])
             )));
         }
         Ok(())
+    }
+
+    /// The master-key fingerprints the live brokers published under their leases
+    /// (T-ROTATE-4); empty alone.
+    pub async fn published_keys(&self) -> Result<PublishedKeys, ClusterError> {
+        let Some(etcd) = &self.etcd else { return Ok(PublishedKeys::new()) };
+        let records = etcd
+            .store
+            .scan_prefix(KEYS)
+            .await
+            .map_err(|e| ClusterError(format!("cannot read the brokers' key fingerprints from etcd: {e}")))?;
+        let live = self.live.read().unwrap_or_else(|p| p.into_inner()).keys().copied().collect::<Vec<_>>();
+        let mut out = PublishedKeys::new();
+        for (k, v) in records {
+            let Some(rest) = k.strip_prefix(KEYS).and_then(|r| std::str::from_utf8(r).ok()) else { continue };
+            let Some((node, key_id)) = rest.split_once('/') else { continue };
+            let Ok(node) = node.parse::<i32>() else { continue };
+            if live.contains(&node) {
+                out.entry(node).or_default().insert(key_id.to_owned(), String::from_utf8_lossy(&v).into_owned());
+            }
+        }
+        Ok(out)
+    }
+
+    /// Replaces this broker's published fingerprints with `keys` (key id as shown,
+    /// fingerprint), under its registration lease so they go when it does. Nothing alone.
+    pub async fn publish_keys(&self, keys: &[(String, String)]) -> Result<(), ClusterError> {
+        let Some(etcd) = &self.etcd else { return Ok(()) };
+        let lease = *etcd.lease.borrow();
+        if lease == 0 {
+            return Err(ClusterError("this broker is not registered; its keys are published once it is".into()));
+        }
+        let relative = [KEYS, format!("{}/", self.node_id).as_bytes()].concat();
+        let mine = etcd.store.full_key(&relative);
+        // etcd refuses a delete range that overlaps a put of the same transaction: only
+        // the ids that went are deleted, one by one.
+        let published = etcd
+            .store
+            .scan_prefix(&relative)
+            .await
+            .map_err(|e| ClusterError(format!("cannot read this broker's key fingerprints from etcd: {e}")))?;
+        let mut ops = Vec::new();
+        for (k, _) in published {
+            let id = &k[relative.len()..];
+            if !keys.iter().any(|(kept, _)| kept.as_bytes() == id) {
+                ops.push(TxnOp::delete(etcd.store.full_key(&k), None));
+            }
+        }
+        for (id, fp) in keys {
+            let key = [mine.as_slice(), id.as_bytes()].concat();
+            ops.push(TxnOp::put(key, fp.clone(), Some(PutOptions::new().with_lease(lease))));
+        }
+        let mut kv = etcd.store.client().kv_client();
+        match tokio::time::timeout(etcd.store.timeout(), kv.txn(Txn::new().and_then(ops))).await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(e)) => Err(ClusterError(format!("cannot publish this broker's key fingerprints in etcd: {e}"))),
+            Err(_) => Err(ClusterError("etcd did not answer the publication of this broker's keys".into())),
+        }
+    }
+
+    /// The cluster's active key id (as shown) with the stamp a move is guarded by;
+    /// `None` before any broker set it (T-ROTATE-4).
+    pub async fn active_key(&self) -> Result<Option<(String, i64)>, ClusterError> {
+        let Some(etcd) = &self.etcd else { return Ok(None) };
+        let found = etcd
+            .store
+            .get(ACTIVE_KEY)
+            .await
+            .map_err(|e| ClusterError(format!("cannot read the cluster's active key from etcd: {e}")))?;
+        Ok(found.map(|v| (String::from_utf8_lossy(&v.value).into_owned(), v.stamp)))
+    }
+
+    /// Moves the cluster's active key to `to` if it is still as read (`from`'s stamp, or
+    /// absent); false when another broker moved it first.
+    pub async fn move_active_key(&self, from: Option<i64>, to: &str) -> Result<bool, ClusterError> {
+        let Some(etcd) = &self.etcd else { return Ok(false) };
+        let guard = match from {
+            Some(stamp) => crate::store::Guard::Unchanged(ACTIVE_KEY.to_vec(), stamp),
+            None => crate::store::Guard::Absent(ACTIVE_KEY.to_vec()),
+        };
+        let put = crate::store::Op::Put(ACTIVE_KEY.to_vec(), to.as_bytes().to_vec());
+        etcd.store
+            .commit(vec![guard], vec![put])
+            .await
+            .map(|r| r.is_some())
+            .map_err(|e| ClusterError(format!("cannot move the cluster's active key in etcd: {e}")))
+    }
+
+    /// The node ids of the live brokers (this one alone on sled).
+    pub fn live_ids(&self) -> Vec<i32> {
+        match &self.etcd {
+            None => vec![self.node_id],
+            Some(_) => self.live.read().unwrap_or_else(|p| p.into_inner()).keys().copied().collect(),
+        }
+    }
+
+    /// This broker's node id.
+    pub fn node_id(&self) -> i32 {
+        self.node_id
     }
 
     /// Registers this broker with its bound listeners and starts keeping the registration

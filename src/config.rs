@@ -62,6 +62,7 @@ const PROPERTIES: &[PropDef] = &[
     prop("super.users", None),
     secret("delegation.token.secret.key"),
     secret("delegation.token.master.key"),
+    prop("delegation.token.secret.keyring.file", Some("")),
     prop("delegation.token.max.lifetime.ms", Some("604800000")),
     prop("delegation.token.expiry.time.ms", Some("86400000")),
     prop("delegation.token.expiry.check.interval.ms", Some("3600000")),
@@ -286,7 +287,7 @@ impl Mechanism {
 }
 
 /// The HMAC a token's authenticator is computed with (T-HMAC-2).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum HmacAlgorithm {
     /// HmacSHA1, as KIP-48 specifies (the default).
     Sha1,
@@ -401,6 +402,8 @@ pub struct Config {
     pub super_users: Vec<Principal>,
     /// The delegation-token master secret.
     pub token_secret: SecretSetting,
+    /// `delegation.token.secret.keyring.file` (T-ROTATE-3); `None` is unset.
+    pub token_keyring_file: Option<PathBuf>,
     /// `delegation.token.max.lifetime.ms`.
     pub token_max_lifetime_ms: i64,
     /// `delegation.token.expiry.time.ms`.
@@ -499,6 +502,17 @@ impl Config {
                 (Some(s), _) | (None, Some(s)) if s.is_empty() => SecretSetting::Disabled,
                 (Some(s), _) | (None, Some(s)) => SecretSetting::Configured(s.to_owned()),
                 (None, None) => SecretSetting::Generated,
+            },
+            token_keyring_file: match r.get("delegation.token.secret.keyring.file").unwrap_or_default().trim() {
+                "" => None,
+                _ if r.get("delegation.token.secret.key").or(r.get("delegation.token.master.key")).is_some() => {
+                    return Err(invalid(
+                        "delegation.token.secret.keyring.file",
+                        r.get("delegation.token.secret.keyring.file").unwrap_or_default(),
+                        "delegation.token.secret.key is set too: use one or the other (T-ROTATE-2)",
+                    ));
+                }
+                f => Some(PathBuf::from(f)),
             },
             token_max_lifetime_ms: int(r, "delegation.token.max.lifetime.ms", 1, i64::MAX)?,
             token_expiry_time_ms: int(r, "delegation.token.expiry.time.ms", 1, i64::MAX)?,

@@ -20,6 +20,7 @@ pub mod logsafe;
 pub mod metrics;
 pub mod migrate;
 pub mod properties;
+pub mod rotation;
 pub mod server;
 pub mod store;
 pub mod tls;

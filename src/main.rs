@@ -82,6 +82,9 @@ enum Command {
     /// Work on a stopped broker's store.
     #[command(subcommand)]
     Store(StoreCommand),
+    /// Rotate the delegation-token master keys, and see which keys tokens still use.
+    #[command(subcommand)]
+    Secret(SecretCommand),
     /// Ask a running broker whether it is ready: exit 0 when its /readyz answers 200.
     ///
     /// For container and orchestrator health checks. It reads the broker's metrics
@@ -99,6 +102,63 @@ enum Command {
         /// Give up after this many milliseconds.
         #[arg(long, default_value_t = 3000, value_name = "MS")]
         timeout_ms: u64,
+    },
+}
+
+#[derive(Subcommand)]
+enum SecretCommand {
+    /// Append a new random master key to the keyring; new tokens use it.
+    ///
+    /// With --data-dir it writes DIR/delegation-token.keyring; the first rotation of a
+    /// broker that runs on its generated secret moves that secret into the keyring as key
+    /// "default", so its tokens keep working. With --keyring-file it writes that file
+    /// (delegation.token.secret.keyring.file), creating it with one key if it is absent.
+    /// A running broker reads the keyring again within a second, or on SIGHUP. Tokens made
+    /// with older keys keep working until they expire; remove a key's line once
+    /// `ktb secret status` shows no live tokens for it. The key is never printed.
+    ///
+    /// Examples:
+    ///   ktb secret rotate --data-dir ./ktb-data
+    ///   ktb secret rotate --keyring-file /etc/ktb/keyring --key-id 2026-12
+    #[command(verbatim_doc_comment)]
+    Rotate {
+        /// The broker's data directory.
+        #[arg(long, value_name = "DIR", conflicts_with = "keyring_file")]
+        data_dir: Option<PathBuf>,
+        /// The keyring file (delegation.token.secret.keyring.file).
+        #[arg(long, value_name = "FILE")]
+        keyring_file: Option<PathBuf>,
+        /// The new key's id (1 to 32 of A-Z a-z 0-9 _ -); default: k and the UTC time.
+        #[arg(long, value_name = "ID")]
+        key_id: Option<String>,
+        /// Output format.
+        #[arg(long, value_enum, default_value = "table")]
+        output: Output,
+    },
+    /// List each master key: id, fingerprint, whether new tokens use it, its live tokens.
+    ///
+    /// Against a running broker (--url, its metrics listener; answered to loopback
+    /// clients only) it also shows, on etcd, which live brokers hold each key. With
+    /// --data-dir it reads a stopped broker's keyring and store. Keys that tokens still
+    /// use but the keyring lacks are listed too: those tokens are refused.
+    ///
+    /// Examples:
+    ///   ktb secret status --url http://127.0.0.1:9404
+    ///   ktb secret status --data-dir ./ktb-data --output json
+    #[command(verbatim_doc_comment)]
+    Status {
+        /// A running broker's metrics listener.
+        #[arg(long, value_name = "URL", conflicts_with_all = ["data_dir", "keyring_file"])]
+        url: Option<String>,
+        /// A stopped broker's data directory.
+        #[arg(long, value_name = "DIR")]
+        data_dir: Option<PathBuf>,
+        /// A keyring file, instead of the data dir's.
+        #[arg(long, value_name = "FILE")]
+        keyring_file: Option<PathBuf>,
+        /// Output format.
+        #[arg(long, value_enum, default_value = "table")]
+        output: Output,
     },
 }
 
@@ -301,6 +361,26 @@ fn main() -> ExitCode {
                     ExitCode::from(EXIT_STARTUP)
                 }
             }
+        }
+        Command::Secret(SecretCommand::Rotate { data_dir, keyring_file, key_id, output }) => finish(
+            kafka_token_broker::cli::secret::rotate(
+                data_dir.as_deref(),
+                keyring_file.as_deref(),
+                key_id.as_deref(),
+                output,
+            ),
+            output,
+        ),
+        Command::Secret(SecretCommand::Status { url, data_dir, keyring_file, output }) => {
+            let run = |rt: tokio::runtime::Runtime| {
+                rt.block_on(kafka_token_broker::cli::secret::status(
+                    data_dir.as_deref(),
+                    keyring_file.as_deref(),
+                    url.as_deref(),
+                    output,
+                ))
+            };
+            finish(client_runtime().and_then(run), output)
         }
         Command::Token(cmd) => {
             let output = token_output(&cmd);
@@ -596,6 +676,12 @@ fn store_migrate(
              it secret)",
             data_dir.join(kafka_token_broker::tokens::SECRET_FILE).display()
         );
+    } else if done.data_dir_keyring {
+        eprintln!(
+            "and delegation.token.secret.keyring.file naming a copy (mode 0600) of {} (the keys the tokens were made \
+             with; keep them secret)",
+            data_dir.join(kafka_token_broker::tokens::keyring::KEYRING_FILE).display()
+        );
     } else if done.fingerprint {
         eprintln!("and the same delegation.token.secret.key as before (brokers with another one are refused)");
     } else {
@@ -604,8 +690,8 @@ fn store_migrate(
     Ok(())
 }
 
-/// Reopens the audit log on every SIGHUP (log rotation, T-OPS-2) once the broker runs;
-/// before that a SIGHUP is ignored.
+/// Reopens the audit log (log rotation, T-OPS-2) and reloads the keyring (T-ROTATE-6) on
+/// every SIGHUP once the broker runs; before that a SIGHUP is ignored.
 fn reopen_on_sighup(probe: Arc<Probe>) {
     use tokio::signal::unix::{SignalKind, signal};
     match signal(SignalKind::hangup()) {
@@ -615,6 +701,13 @@ fn reopen_on_sighup(probe: Arc<Probe>) {
                     info!("SIGHUP received");
                     if let Some(broker) = probe.broker() {
                         broker.audit.reopen();
+                        let rotation = broker.rotation.clone();
+                        drop(broker);
+                        match rotation.reload("SIGHUP").await {
+                            Ok(Some(_)) => {}
+                            Ok(None) => info!("no keyring to reload (delegation.token.secret.key is a single secret)"),
+                            Err(e) => error!("the keyring was not reloaded; the keys in force stay: {e}"),
+                        }
                     }
                 }
             });

@@ -16,11 +16,12 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use crate::broker::{CLUSTER_ID_KEY, FAKE_SALT_KEY};
-use crate::config::{Config, SecretSetting, StoreKind};
+use crate::config::{Config, StoreKind};
 use crate::datadir::DataDir;
 use crate::store::etcd::EtcdStore;
 use crate::store::{Guard, Op, SledStore, Store};
-use crate::tokens::{MasterSecret, SECRET_FILE, remove_legacy_index_keys};
+use crate::tokens::keyring::KEYRING_FILE;
+use crate::tokens::{KeySource, SECRET_FILE, remove_legacy_index_keys};
 
 /// At most this many keys, and about this many bytes, per transaction (etcd's default
 /// limits are 128 operations and 1.5 MiB).
@@ -42,6 +43,8 @@ pub struct Migrated {
     pub fingerprint: bool,
     /// The secret the tokens were made with came from the data dir's generated file.
     pub generated_secret: bool,
+    /// Whether the keys are the data dir's keyring (brokers need a copy of it).
+    pub data_dir_keyring: bool,
 }
 
 /// Copies the sled store of the stopped broker in `data_dir` into the etcd prefix of
@@ -67,8 +70,8 @@ pub async fn sled_to_etcd(config: &Config, data_dir: &Path) -> Result<Migrated, 
     }
     let mut wanted: BTreeMap<Vec<u8>, Vec<u8>> = records.into_iter().collect();
     wanted.insert(FAKE_SALT_KEY.to_vec(), dir.fake_salt_key().map_err(|e| e.0)?.to_vec());
-    if let Some(fingerprint) = fingerprint(&config.token_secret, &dir, &mut migrated).await? {
-        wanted.insert(crate::cluster::fingerprint_key("default"), fingerprint.into_bytes());
+    for (key_id, fingerprint) in fingerprints(config, &dir, &mut migrated).await? {
+        wanted.insert(crate::cluster::fingerprint_key(&key_id), fingerprint.into_bytes());
         migrated.fingerprint = true;
     }
 
@@ -123,24 +126,26 @@ pub async fn sled_to_etcd(config: &Config, data_dir: &Path) -> Result<Migrated, 
     Ok(migrated)
 }
 
-/// The fingerprint of the secret that made the store's tokens, if tokens are enabled.
-async fn fingerprint(
-    setting: &SecretSetting,
+/// The fingerprints of the keys that made the store's tokens (each key id as shown), if
+/// tokens are enabled. A generated secret is not generated here: without one the broker
+/// never had tokens enabled, and there is none to keep.
+async fn fingerprints(
+    config: &Config,
     dir: &DataDir,
     migrated: &mut Migrated,
-) -> Result<Option<String>, String> {
-    let secret = match setting {
-        SecretSetting::Disabled => return Ok(None),
-        // Not generated yet: the broker never had tokens enabled, and there is none to keep.
-        SecretSetting::Generated if !dir.path().join(SECRET_FILE).exists() => return Ok(None),
-        SecretSetting::Generated => {
-            migrated.generated_secret = true;
-            MasterSecret::load(setting, dir.path())?
+) -> Result<Vec<(String, String)>, String> {
+    let source = KeySource::from_config(config, dir.path())?;
+    if let KeySource::DataDir(d) = &source {
+        match (d.join(KEYRING_FILE).exists(), d.join(SECRET_FILE).exists()) {
+            (false, false) => return Ok(Vec::new()),
+            (false, true) => migrated.generated_secret = true,
+            (true, _) => migrated.data_dir_keyring = true,
         }
-        SecretSetting::Configured(_) => MasterSecret::load(setting, dir.path())?,
-    };
-    let Some(secret) = secret else { return Ok(None) };
-    secret.single_key_fingerprint().await.map(Some)
+    }
+    match source.load()? {
+        Some(ring) => crate::rotation::fingerprints_of(&ring).await,
+        None => Ok(Vec::new()),
+    }
 }
 
 async fn put_absent(etcd: &EtcdStore, batch: Vec<(Vec<u8>, Vec<u8>)>) -> Result<(), String> {

@@ -170,7 +170,7 @@ async fn t_cluster_4_membership_and_refusals() {
     let mut wrong = ktb_process(&etcd, other.path(), "/members/", 4, "another-secret");
     assert_eq!(wrong.wait_exit(), Some(2), "a mismatched secret exits 2");
     let lines = wrong.log_lines();
-    assert!(lines.iter().any(|l| l.contains("differs from the one the cluster's other brokers use")), "{lines:?}");
+    assert!(lines.iter().any(|l| l.contains("differs from the key of that id the cluster's brokers use")), "{lines:?}");
     assert!(!lines.iter().any(|l| l.contains("another-secret")), "the secret itself is never printed");
 
     // Broker 1 stops: the others stop listing it, and 2 becomes the controller.
@@ -504,7 +504,7 @@ async fn t_cluster_1_store_migrate_moves_a_single_broker_into_etcd() {
     let cwd = tempfile::tempdir().unwrap();
     let mut wrong = ktb_process(&etcd, cwd.path(), "/migrated/", 2, "not-the-generated-secret");
     assert_eq!(wrong.wait_exit(), Some(2), "another secret is refused");
-    assert!(wrong.log_lines().iter().any(|l| l.contains("differs from the one the cluster's other brokers use")));
+    assert!(wrong.log_lines().iter().any(|l| l.contains("differs from the key of that id the cluster's brokers use")));
 
     let other = TestBroker::start_sasl(&[]).await;
     let (result, other_dir) = other.shutdown().await;

@@ -3,6 +3,7 @@
 
 pub mod health;
 pub mod refresh;
+pub mod secret;
 pub mod settings;
 pub mod token;
 pub mod token_ops;

@@ -111,6 +111,9 @@ impl Probe {
     }
 }
 
+/// How long `/keys` may take (fingerprints of new keys, a read of etcd).
+const KEYS_TIMEOUT: Duration = Duration::from_secs(8);
+
 /// Binds the metrics listener.
 pub async fn bind(addr: &HostPort) -> Result<TcpListener, StartupError> {
     let host = addr.bind_host();
@@ -142,7 +145,7 @@ pub async fn serve(listener: TcpListener, metrics: Arc<Metrics>, probe: Arc<Prob
         tokio::spawn(async move {
             let service = hyper::service::service_fn(move |req| {
                 let (metrics, probe) = (metrics.clone(), probe.clone());
-                async move { Ok::<_, Infallible>(answer(&req, &metrics, &probe).await) }
+                async move { Ok::<_, Infallible>(answer(&req, &metrics, &probe, peer.ip()).await) }
             });
             let conn = hyper::server::conn::http1::Builder::new()
                 .timer(TokioTimer::new())
@@ -166,7 +169,7 @@ fn text(status: StatusCode, content_type: &'static str, body: String) -> Respons
     resp
 }
 
-async fn answer(req: &Request<Incoming>, metrics: &Metrics, probe: &Probe) -> Response<Full<Bytes>> {
+async fn answer(req: &Request<Incoming>, metrics: &Metrics, probe: &Probe, peer: IpAddr) -> Response<Full<Bytes>> {
     const PLAIN: &str = "text/plain; charset=utf-8";
     if req.method() != Method::GET && req.method() != Method::HEAD {
         let mut resp = text(StatusCode::METHOD_NOT_ALLOWED, PLAIN, "only GET and HEAD\n".into());
@@ -193,6 +196,26 @@ async fn answer(req: &Request<Incoming>, metrics: &Metrics, probe: &Probe) -> Re
             Ok(()) => text(StatusCode::OK, PLAIN, "ready\n".into()),
             Err(reason) => text(StatusCode::SERVICE_UNAVAILABLE, PLAIN, format!("not ready: {reason}\n")),
         },
+        // Key ids, fingerprints and token counts: for the operator on the broker's host
+        // (`ktb secret status --url`), not for whoever can reach the scrape port.
+        "/keys" if !peer.is_loopback() => {
+            text(StatusCode::FORBIDDEN, PLAIN, "/keys answers loopback clients only (ktb secret status)\n".into())
+        }
+        "/keys" => {
+            let rotation = probe.broker().map(|b| (b.rotation.clone(), b.clock.now_ms()));
+            match rotation {
+                None => text(StatusCode::SERVICE_UNAVAILABLE, PLAIN, "not ready: the broker is starting\n".into()),
+                Some((rotation, now)) => match tokio::time::timeout(KEYS_TIMEOUT, rotation.status(now)).await {
+                    Ok(Ok(status)) => text(
+                        StatusCode::OK,
+                        "application/json",
+                        serde_json::to_string(&status).unwrap_or_default() + "\n",
+                    ),
+                    Ok(Err(e)) => text(StatusCode::SERVICE_UNAVAILABLE, PLAIN, format!("{e}\n")),
+                    Err(_) => text(StatusCode::SERVICE_UNAVAILABLE, PLAIN, "the key status took too long\n".into()),
+                },
+            }
+        }
         _ => text(StatusCode::NOT_FOUND, PLAIN, "not found: try /metrics, /healthz or /readyz\n".into()),
     }
 }

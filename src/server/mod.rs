@@ -64,6 +64,7 @@ impl Server {
         }
         let endpoints = listeners.iter().map(|l| (l.name.clone(), l.advertised.clone())).collect();
         broker.cluster.register(endpoints).await?;
+        broker.rotation.serve().await;
         Ok(Server { broker: Arc::new(broker), listeners })
     }
 

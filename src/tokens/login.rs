@@ -101,7 +101,7 @@ impl Tokens {
     /// again when a token login completes; D-22: when a session subscribes to the token and
     /// when its expiry passes). Reads only the record's timestamps.
     pub async fn live_until(&self, token_id: &str, now: i64) -> Option<i64> {
-        self.secret.as_ref()?;
+        self.keys.as_ref()?;
         match self.store.get(&token_key(token_id)).await {
             Ok(v) => {
                 let (max_ts, expiry_ts) = record::times(&v?.value)?;
@@ -125,17 +125,19 @@ impl Tokens {
         mech: ScramMechanism,
         now: i64,
     ) -> Result<Option<TokenLogin>, StoreError> {
-        let Some(secret) = self.secret.as_ref() else { return Ok(None) };
+        let Some(ring) = self.keyring() else { return Ok(None) };
         let Some((details, _)) = self.get(token_id).await? else { return Ok(None) };
-        if details.is_expired(now) {
+        // A token whose master key this broker lacks cannot log in (T-ROTATE-5).
+        let hmac = ring.hmac(&details.key_id, details.hmac_alg, &details.token_id);
+        let Some(hmac) = hmac.filter(|_| !details.is_expired(now)) else {
             self.sessions.forget_credentials(token_id);
             return Ok(None);
-        }
+        };
         let key = (token_id.to_owned(), mech);
         if let Some(c) = self.sessions.scram.get(&key) {
             return Ok(Some(TokenLogin { credential: (**c).clone(), details }));
         }
-        let password = STANDARD.encode(secret.token_hmac(details.hmac_alg, &details.token_id).expose());
+        let password = STANDARD.encode(hmac.expose());
         // The salt a fake for this name would show, so a token's server-first looks the
         // same live, expired or unknown, and across restarts (T-REVEAL-1).
         let salt = ktb_protocol::scram::fake_salt(&self.logins.salt_key, mech, token_id);

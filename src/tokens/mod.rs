@@ -14,14 +14,15 @@
 //! [`login`].
 
 mod arithmetic;
+pub mod keyring;
 mod login;
 mod record;
 mod secret;
 pub mod sweeper;
 mod view;
 
-use std::collections::HashSet;
-use std::sync::{Arc, Weak};
+use std::collections::{BTreeMap, HashSet};
+use std::sync::{Arc, RwLock, Weak};
 use std::time::Duration;
 
 use ktb_protocol::scram::Secret;
@@ -29,6 +30,7 @@ use subtle::ConstantTimeEq;
 use tracing::{error, info, warn};
 
 pub use arithmetic::{create_times, renewed_expiry};
+pub use keyring::{KeySource, Keyring};
 pub use login::{LoginKeys, TokenLogin};
 pub use record::{TOKEN_PREFIX, TokenDetails};
 pub use secret::{MasterSecret, SECRET_FILE};
@@ -36,6 +38,7 @@ pub use secret::{MasterSecret, SECRET_FILE};
 use crate::auth::Principal;
 use crate::config::{Config, HmacAlgorithm};
 use crate::store::{Change, FeedEvent, Guard, Op, Revision, SledStore, Store, StoreError};
+use keyring::shown_id;
 use login::Sessions;
 use record::{LEGACY_INDEX_PREFIXES, token_key};
 use view::{Bulk, HmacIndex, Id, Indexes, View, index_key};
@@ -127,7 +130,13 @@ const RETRIES: usize = 32;
 /// All the broker's delegation tokens.
 pub struct Tokens {
     store: Arc<dyn Store>,
-    secret: Option<Arc<MasterSecret>>,
+    /// The master keys; `None` when delegation tokens are disabled. Only the feed task
+    /// replaces them, so a reload and the index changes of the feed never interleave.
+    keys: Option<RwLock<Arc<Keyring>>>,
+    /// The stored id of the key new tokens use (T-ROTATE-4).
+    minting: RwLock<String>,
+    /// Keyring replacements for the feed task.
+    rekey: tokio::sync::mpsc::UnboundedSender<Rekey>,
     settings: TokenSettings,
     view: View,
     sessions: Sessions,
@@ -147,17 +156,21 @@ impl Tokens {
     /// bounds how long a request waits for the view.
     pub async fn open(
         store: Arc<dyn Store>,
-        secret: Option<MasterSecret>,
+        keys: Option<Keyring>,
         settings: TokenSettings,
         logins: LoginKeys,
         wait: Duration,
     ) -> Result<Arc<Tokens>, StoreError> {
-        let secret = secret.map(Arc::new);
-        let (indexes, by_hmac, revision) = load_view(store.as_ref(), secret.clone()).await?;
+        let keys = keys.map(Arc::new);
+        let minting = keys.as_ref().map(|k| k.newest().id.clone()).unwrap_or_default();
+        let (indexes, by_hmac, revision) = load_view(store.as_ref(), keys.clone()).await?;
         let feed = store.feed(TOKEN_PREFIX, revision)?;
+        let (rekey, rekeys) = tokio::sync::mpsc::unbounded_channel();
         let tokens = Arc::new(Tokens {
             store,
-            secret,
+            keys: keys.map(RwLock::new),
+            minting: RwLock::new(minting),
+            rekey,
             settings,
             view: View::new(indexes, by_hmac, revision),
             sessions: Sessions::default(),
@@ -165,13 +178,95 @@ impl Tokens {
             wait,
             newer_schema_seen: false.into(),
         });
-        tokio::spawn(follow(Arc::downgrade(&tokens), feed));
+        tokio::spawn(follow(Arc::downgrade(&tokens), feed, rekeys));
         Ok(tokens)
     }
 
     /// True when a master secret is configured (T-ENABLE-1).
     pub fn enabled(&self) -> bool {
-        self.secret.is_some()
+        self.keys.is_some()
+    }
+
+    /// The master keys in force, `None` when tokens are disabled.
+    pub fn keyring(&self) -> Option<Arc<Keyring>> {
+        self.keys.as_ref().map(|k| k.read().unwrap_or_else(|p| p.into_inner()).clone())
+    }
+
+    /// The stored id of the key new tokens use.
+    pub fn minting_key(&self) -> String {
+        self.minting.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Makes new tokens use key `id` (stored form), which the keyring must hold: on etcd
+    /// the cluster moves it once every live broker holds the key (T-ROTATE-4).
+    pub fn set_minting_key(&self, id: &str) {
+        let mut m = self.minting.write().unwrap_or_else(|p| p.into_inner());
+        if *m != id {
+            info!(key_id = shown_id(id), "new tokens now use this master key");
+            id.clone_into(&mut m);
+        }
+    }
+
+    /// Replaces the master keys (a reload, T-ROTATE-5/6) and, with `minting`, the key new
+    /// tokens use. The tokens of every key that was added, removed or changed are indexed
+    /// again; those whose key is gone are refused from now on and their sessions end.
+    /// Returns once the view holds the change.
+    pub async fn replace_keys(&self, keys: Keyring, minting: Option<String>) -> KeyChange {
+        if self.keys.is_none() {
+            return KeyChange::default();
+        }
+        let (done, answer) = tokio::sync::oneshot::channel();
+        if self.rekey.send(Rekey { keys: Arc::new(keys), minting, done }).is_err() {
+            return KeyChange::default();
+        }
+        answer.await.unwrap_or_default()
+    }
+
+    /// How many tokens live at `now` each key id serves, by stored id; ids the keyring
+    /// lacks are included (their tokens are invalid here).
+    pub fn tokens_per_key(&self, now: i64) -> BTreeMap<String, usize> {
+        self.view.lock().per_key(now)
+    }
+
+    /// Applies a keyring replacement on the feed task.
+    fn apply_keys(&self, rekey: Rekey) {
+        let Some(slot) = &self.keys else { return };
+        let started = std::time::Instant::now();
+        let new = rekey.keys;
+        let old = std::mem::replace(&mut *slot.write().unwrap_or_else(|p| p.into_inner()), new.clone());
+        let mut change = KeyChange::default();
+        let mut affected = HashSet::new();
+        for k in old.keys() {
+            match new.get(&k.id) {
+                None => change.removed.push(shown_id(&k.id).to_owned()),
+                Some(s) if !s.same_as(&k.secret) => change.changed.push(shown_id(&k.id).to_owned()),
+                Some(_) => continue,
+            }
+            affected.insert(k.id.clone());
+        }
+        for k in new.keys().iter().filter(|k| old.get(&k.id).is_none()) {
+            change.added.push(shown_id(&k.id).to_owned());
+            affected.insert(k.id.clone());
+        }
+        if let Some(m) = rekey.minting {
+            self.set_minting_key(&m);
+        }
+        let tokens = self.view.lock().using_keys(&affected);
+        for (id, alg, key_id) in &tokens {
+            if let Some(h) = old.hmac(key_id, *alg, id) {
+                self.view.by_hmac.remove_if(&index_key(h.expose()), |_, v| v == id);
+            }
+            match new.hmac(key_id, *alg, id) {
+                Some(h) => {
+                    self.view.by_hmac.insert(index_key(h.expose()), id.clone());
+                    self.sessions.forget_credentials(id);
+                }
+                None => self.sessions.revoke(id),
+            }
+        }
+        change.reindexed = tokens.len();
+        change.took = started.elapsed();
+        let _ = rekey.done.send(change);
     }
 
     /// The settings in force.
@@ -201,8 +296,8 @@ impl Tokens {
         self.view.by_hmac.is_empty()
     }
 
-    fn secret(&self) -> Result<&MasterSecret, TokenError> {
-        self.secret.as_deref().ok_or(TokenError::Disabled)
+    fn ring(&self) -> Result<Arc<Keyring>, TokenError> {
+        self.keyring().ok_or(TokenError::Disabled)
     }
 
     /// Owner or renewer, or a super user when D-13 is on: who may renew or expire `t`.
@@ -221,11 +316,7 @@ impl Tokens {
     /// The token whose HMAC is exactly `hmac`, with its stamp. A miss in the view may only
     /// mean the view is behind another broker's Create: it is asked again once the view
     /// has caught up with the store (T-CLUSTER-3).
-    async fn find_by_hmac(
-        &self,
-        secret: &MasterSecret,
-        hmac: &[u8],
-    ) -> Result<Option<(TokenDetails, i64)>, StoreError> {
+    async fn find_by_hmac(&self, ring: &Keyring, hmac: &[u8]) -> Result<Option<(TokenDetails, i64)>, StoreError> {
         let key = index_key(hmac);
         let id = match self.view.by_hmac.get(&key).map(|e| e.value().clone()) {
             Some(id) => id,
@@ -236,7 +327,9 @@ impl Tokens {
             }
         };
         let Some((t, stamp)) = self.get(&id).await? else { return Ok(None) };
-        let matches = bool::from(secret.token_hmac(t.hmac_alg, &t.token_id).expose().ct_eq(hmac));
+        // A token whose key this broker lacks matches nothing (T-ROTATE-5).
+        let Some(own) = ring.hmac(&t.key_id, t.hmac_alg, &t.token_id) else { return Ok(None) };
+        let matches = bool::from(own.expose().ct_eq(hmac));
         Ok(matches.then_some((t, stamp)))
     }
 
@@ -264,7 +357,14 @@ impl Tokens {
         requested_max_lifetime_ms: i64,
         now: i64,
     ) -> Result<(TokenDetails, Secret), TokenError> {
-        let secret = self.secret()?;
+        let ring = self.ring()?;
+        let key_id = self.minting_key();
+        let Some(secret) = ring.get(&key_id) else {
+            return Err(TokenError::Store(StoreError::Unavailable(format!(
+                "the master key {} new tokens use is not in this broker's keyring",
+                shown_id(&key_id)
+            ))));
+        };
         if renewers.len() > self.settings.max_renewers {
             return Err(TokenError::LimitExceeded(format!(
                 "{} renewers exceed ktb.token.max.renewers={}",
@@ -282,7 +382,7 @@ impl Tokens {
             max_ts,
             expiry_ts,
             hmac_alg: self.settings.hmac_alg,
-            key_id: String::new(),
+            key_id: key_id.clone(),
         };
         let encoded = record::encode(&t);
         if encoded.len() > record::MAX_RECORD_BYTES {
@@ -350,9 +450,9 @@ impl Tokens {
         now: i64,
         found: &mut Option<(String, Principal)>,
     ) -> Result<i64, TokenError> {
-        let secret = self.secret()?;
+        let ring = self.ring()?;
         for _ in 0..RETRIES {
-            let (mut t, stamp) = self.find_by_hmac(secret, hmac).await?.ok_or(TokenError::NotFound)?;
+            let (mut t, stamp) = self.find_by_hmac(&ring, hmac).await?.ok_or(TokenError::NotFound)?;
             *found = Some((t.token_id.clone(), t.owner.clone()));
             if t.is_expired(now) {
                 return Err(TokenError::Expired);
@@ -381,9 +481,9 @@ impl Tokens {
         now: i64,
         found: &mut Option<(String, Principal)>,
     ) -> Result<i64, TokenError> {
-        let secret = self.secret()?;
+        let ring = self.ring()?;
         for _ in 0..RETRIES {
-            let (mut t, stamp) = self.find_by_hmac(secret, hmac).await?.ok_or(TokenError::NotFound)?;
+            let (mut t, stamp) = self.find_by_hmac(&ring, hmac).await?.ok_or(TokenError::NotFound)?;
             *found = Some((t.token_id.clone(), t.owner.clone()));
             if !self.may_manage(&t, requester, super_user) {
                 return Err(TokenError::OwnerMismatch);
@@ -413,7 +513,7 @@ impl Tokens {
         requester: &Principal,
         super_user: bool,
     ) -> Result<Vec<(TokenDetails, Secret)>, TokenError> {
-        let secret = self.secret()?;
+        let ring = self.ring()?;
         self.catch_up().await?;
         let mut found: Vec<TokenDetails> = match owners {
             None if super_user => self
@@ -438,11 +538,12 @@ impl Tokens {
         };
         self.store.settled().await?;
         found.sort_by(|a, b| (a.issue_ts, &a.token_id).cmp(&(b.issue_ts, &b.token_id)));
+        // A token whose key is gone is invalid and left out (T-ROTATE-5).
         Ok(found
             .into_iter()
-            .map(|t| {
-                let hmac = secret.token_hmac(t.hmac_alg, &t.token_id);
-                (t, hmac)
+            .filter_map(|t| {
+                let hmac = ring.hmac(&t.key_id, t.hmac_alg, &t.token_id)?;
+                Some((t, hmac))
             })
             .collect())
     }
@@ -573,8 +674,8 @@ impl Tokens {
             (Some(t), None) => {
                 let shared = Id::from(id);
                 self.view.lock().add(&t, &shared);
-                if let Some(secret) = &self.secret {
-                    self.view.by_hmac.insert(index_key(secret.token_hmac(t.hmac_alg, id).expose()), shared);
+                if let Some(h) = self.keyring().and_then(|r| r.hmac(&t.key_id, t.hmac_alg, id)) {
+                    self.view.by_hmac.insert(index_key(h.expose()), shared);
                 }
                 self.sessions.notify_expiry(id, t.expiry_ts);
             }
@@ -582,22 +683,30 @@ impl Tokens {
                 if let Some(old) = &before {
                     self.view.lock().remove(old);
                 }
-                self.forget_hmac(id, before.map(|t| t.hmac_alg));
+                self.forget_hmac(id, before.map(|t| (t.key_id, t.hmac_alg)));
                 self.sessions.revoke(id);
             }
         }
     }
 
-    /// Drops token `id` from the HMAC index; every algorithm is tried when the record's
-    /// is unknown (a deletion whose previous value the store no longer had).
-    fn forget_hmac(&self, id: &str, alg: Option<HmacAlgorithm>) {
-        let Some(secret) = &self.secret else { return };
-        let algs = match alg {
-            Some(a) => vec![a],
-            None => vec![HmacAlgorithm::Sha1, HmacAlgorithm::Sha256, HmacAlgorithm::Sha512],
+    /// Drops token `id` from the HMAC index; every key and algorithm is tried when the
+    /// record's are unknown (a deletion whose previous value the store no longer had).
+    fn forget_hmac(&self, id: &str, key: Option<(String, HmacAlgorithm)>) {
+        let Some(ring) = self.keyring() else { return };
+        let keys = match key {
+            Some(k) => vec![k],
+            None => ring
+                .keys()
+                .iter()
+                .flat_map(|k| {
+                    [HmacAlgorithm::Sha1, HmacAlgorithm::Sha256, HmacAlgorithm::Sha512].map(|a| (k.id.clone(), a))
+                })
+                .collect(),
         };
-        for a in algs {
-            self.view.by_hmac.remove_if(&index_key(secret.token_hmac(a, id).expose()), |_, v| &**v == id);
+        for (key_id, a) in keys {
+            if let Some(h) = ring.hmac(&key_id, a, id) {
+                self.view.by_hmac.remove_if(&index_key(h.expose()), |_, v| &**v == id);
+            }
         }
     }
 
@@ -607,13 +716,14 @@ impl Tokens {
         let mut bulk = Bulk::default();
         let by_hmac = HmacIndex::default();
         let mut live = HashSet::new();
+        let ring = self.keyring();
         for (k, v) in records {
             let Some(id) = k.strip_prefix(TOKEN_PREFIX).and_then(|id| std::str::from_utf8(id).ok()) else { continue };
             match record::decode(id, &v) {
                 Ok(t) => {
                     let shared = Id::from(id);
-                    if let Some(secret) = &self.secret {
-                        by_hmac.insert(index_key(secret.token_hmac(t.hmac_alg, id).expose()), shared.clone());
+                    if let Some(h) = ring.as_ref().and_then(|r| r.hmac(&t.key_id, t.hmac_alg, id)) {
+                        by_hmac.insert(index_key(h.expose()), shared.clone());
                     }
                     self.sessions.notify_expiry(id, t.expiry_ts);
                     bulk.add(&t, shared.clone());
@@ -676,11 +786,47 @@ async fn withdraw_later(store: Arc<dyn Store>, key: Vec<u8>) {
     }
 }
 
-/// Applies the feed to the tokens until either is gone.
-async fn follow(tokens: Weak<Tokens>, mut feed: tokio::sync::mpsc::UnboundedReceiver<FeedEvent>) {
-    while let Some(event) = feed.recv().await {
-        let Some(tokens) = tokens.upgrade() else { return };
-        tokens.follow_event(event);
+/// A keyring replacement, applied by the feed task.
+struct Rekey {
+    keys: Arc<Keyring>,
+    minting: Option<String>,
+    done: tokio::sync::oneshot::Sender<KeyChange>,
+}
+
+/// What a keyring replacement changed (key ids only, as shown).
+#[derive(Debug, Default)]
+pub struct KeyChange {
+    /// Keys that are new.
+    pub added: Vec<String>,
+    /// Keys that are gone: their tokens are invalid now.
+    pub removed: Vec<String>,
+    /// Keys whose secret changed under the same id: their tokens' HMACs changed.
+    pub changed: Vec<String>,
+    /// How many tokens were indexed again.
+    pub reindexed: usize,
+    /// How long the replacement held the feed.
+    pub took: Duration,
+}
+
+/// Applies the feed and keyring replacements to the tokens, one at a time, until the
+/// tokens or the feed are gone.
+async fn follow(
+    tokens: Weak<Tokens>,
+    mut feed: tokio::sync::mpsc::UnboundedReceiver<FeedEvent>,
+    mut rekeys: tokio::sync::mpsc::UnboundedReceiver<Rekey>,
+) {
+    loop {
+        tokio::select! {
+            event = feed.recv() => {
+                let Some(event) = event else { return };
+                let Some(tokens) = tokens.upgrade() else { return };
+                tokens.follow_event(event);
+            }
+            Some(rekey) = rekeys.recv() => {
+                let Some(tokens) = tokens.upgrade() else { return };
+                tokens.apply_keys(rekey);
+            }
+        }
     }
 }
 
@@ -701,6 +847,19 @@ fn log_event(t: &TokenDetails, event: &str) {
 /// prefix to build a large store.
 pub fn stored_record(t: &TokenDetails) -> (Vec<u8>, Vec<u8>) {
     (token_key(&t.token_id), record::encode(t))
+}
+
+/// How many tokens live at `now` each key id (stored form) serves, read from `store`
+/// (`ktb secret status` on a stopped broker).
+pub async fn live_tokens_per_key(store: &dyn Store, now: i64) -> Result<BTreeMap<String, usize>, StoreError> {
+    let mut counts = BTreeMap::new();
+    for (k, v) in store.scan_prefix(TOKEN_PREFIX).await? {
+        let t = record::decode(&String::from_utf8_lossy(&k[TOKEN_PREFIX.len()..]), &v)?;
+        if !t.is_expired(now) {
+            *counts.entry(t.key_id).or_default() += 1;
+        }
+    }
+    Ok(counts)
 }
 
 /// Writes `tokens` straight into a stopped broker's sled store in large batches and
@@ -725,7 +884,7 @@ pub fn bulk_load(store: &SledStore, tokens: impl Iterator<Item = TokenDetails>) 
 /// large store loads in about the time of reading it.
 async fn load_view(
     store: &dyn Store,
-    secret: Option<Arc<MasterSecret>>,
+    keys: Option<Arc<Keyring>>,
 ) -> Result<(Indexes, HmacIndex, Revision), StoreError> {
     const BATCH: usize = 1024;
     let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<(Vec<u8>, Vec<u8>)>>(8);
@@ -736,8 +895,8 @@ async fn load_view(
             for (k, v) in batch {
                 let t = record::decode(&String::from_utf8_lossy(&k[TOKEN_PREFIX.len()..]), &v)?;
                 let id = Id::from(t.token_id.as_str());
-                if let Some(secret) = &secret {
-                    by_hmac.insert(index_key(secret.token_hmac(t.hmac_alg, &t.token_id).expose()), id.clone());
+                if let Some(h) = keys.as_ref().and_then(|k| k.hmac(&t.key_id, t.hmac_alg, &t.token_id)) {
+                    by_hmac.insert(index_key(h.expose()), id.clone());
                 }
                 bulk.add(&t, id);
             }
@@ -803,7 +962,9 @@ mod tests {
     const S: TokenSettings = TokenSettings::TESTS;
 
     async fn open(store: Arc<SledStore>) -> Arc<Tokens> {
-        Tokens::open(store, Some(MasterSecret::new("s")), S, keys(), Duration::from_secs(5)).await.unwrap()
+        Tokens::open(store, Some(Keyring::single(MasterSecret::new("s"))), S, keys(), Duration::from_secs(5))
+            .await
+            .unwrap()
     }
 
     /// T-CREATE-6, T-PERSIST-1: when the store cannot make a new token durable the answer

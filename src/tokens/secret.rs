@@ -58,13 +58,10 @@ impl MasterSecret {
         fp.expose().iter().map(|b| format!("{b:02x}")).collect()
     }
 
-    /// The fingerprint of the single secret (key id `""`, published as `default`), on a
-    /// blocking thread: its 600,000 rounds must not hold up the async threads.
-    pub async fn single_key_fingerprint(&self) -> Result<String, String> {
-        let secret = MasterSecret::new_from(self);
-        tokio::task::spawn_blocking(move || secret.fingerprint(""))
-            .await
-            .map_err(|e| format!("the fingerprint task failed: {e}"))
+    /// True when both are the same key, compared in constant time.
+    pub fn same_as(&self, other: &MasterSecret) -> bool {
+        use subtle::ConstantTimeEq;
+        self.0.expose().len() == other.0.expose().len() && bool::from(self.0.expose().ct_eq(other.0.expose()))
     }
 
     /// `HMAC(secret, tokenId)` with `alg` (T-HMAC-1).

@@ -8,7 +8,7 @@
 //! every broker first asks the store for a barrier and waits for that revision (T-CLUSTER-3).
 //! The view is a hint: every decision reads the record itself from the store.
 
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -18,6 +18,7 @@ use tokio::sync::watch;
 
 use super::TokenDetails;
 use crate::auth::Principal;
+use crate::config::HmacAlgorithm;
 use crate::store::{Revision, StoreError};
 
 /// The SHA-256 of an HMAC: the key of the HMAC index (T-INDEX-1).
@@ -62,6 +63,9 @@ pub struct Indexes {
     by_expiry: BTreeSet<(i64, Id)>,
     /// How many tokens each owner has (D-20's `ktb.token.max.per.owner`).
     owned: HashMap<Principal, usize>,
+    /// The tokens of each master key id and HMAC algorithm: what a keyring reload must
+    /// index again (T-ROTATE-5), and how many tokens each key serves (`ktb secret status`).
+    by_key: HashMap<(String, HmacAlgorithm), IdSet>,
 }
 
 impl Indexes {
@@ -72,6 +76,7 @@ impl Indexes {
     }
 
     fn add_principals(&mut self, t: &TokenDetails, id: &Id) {
+        self.by_key.entry((t.key_id.clone(), t.hmac_alg)).or_default().insert(id.clone());
         *self.owned.entry(t.owner.clone()).or_default() += 1;
         for p in t.principals() {
             match self.by_principal.get_mut(p) {
@@ -83,6 +88,13 @@ impl Indexes {
 
     /// Forgets `t`.
     pub fn remove(&mut self, t: &TokenDetails) {
+        let key = (t.key_id.clone(), t.hmac_alg);
+        if let Some(ids) = self.by_key.get_mut(&key) {
+            ids.remove(t.token_id.as_str());
+            if ids.is_empty() {
+                self.by_key.remove(&key);
+            }
+        }
         if let Some(n) = self.owned.get_mut(&t.owner) {
             *n -= 1;
             if *n == 0 {
@@ -124,6 +136,32 @@ impl Indexes {
     /// The first `limit` entries with an expiry before `now`, earliest first.
     pub fn expired_before(&self, now: i64, limit: usize) -> Vec<(i64, Id)> {
         self.by_expiry.range(..(now, Id::from(""))).take(limit).cloned().collect()
+    }
+
+    /// The tokens recorded with any of the key ids `keys`: id, algorithm and key id.
+    pub fn using_keys(&self, keys: &HashSet<String>) -> Vec<(Id, HmacAlgorithm, String)> {
+        self.by_key
+            .iter()
+            .filter(|((k, _), _)| keys.contains(k))
+            .flat_map(|((k, alg), ids)| ids.iter().map(move |id| (id.clone(), *alg, k.clone())))
+            .collect()
+    }
+
+    /// How many tokens live at `now` each stored key id serves.
+    pub fn per_key(&self, now: i64) -> BTreeMap<String, usize> {
+        let mut counts: BTreeMap<String, usize> = BTreeMap::new();
+        for ((k, _), ids) in &self.by_key {
+            *counts.entry(k.clone()).or_default() += ids.len();
+        }
+        // Expired tokens wait for the sweep: few, and found through the expiry index.
+        for (_, id) in self.by_expiry.range(..(now, Id::from(""))) {
+            if let Some(((k, _), _)) = self.by_key.iter().find(|(_, ids)| ids.contains(id))
+                && let Some(n) = counts.get_mut(k)
+            {
+                *n -= 1;
+            }
+        }
+        counts
     }
 
     /// Every indexed id with its expiry.
@@ -204,7 +242,6 @@ impl View {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::HmacAlgorithm;
 
     fn token(id: &str, owner: &str, renewers: &[&str], expiry_ts: i64) -> TokenDetails {
         TokenDetails {

@@ -415,6 +415,30 @@ pub fn etcd_broker_process_with(
     secret: &str,
     env: &[(&str, &str)],
 ) -> KtbProcess {
+    etcd_broker(etcd, cwd, prefix, node_id, ("delegation.token.secret.key", secret), env)
+}
+
+/// [`etcd_broker_process_with`] with the keyring file `keyring` instead of a secret.
+pub fn etcd_broker_process_keyring(
+    etcd: &etcd::EtcdCluster,
+    cwd: &Path,
+    prefix: &str,
+    node_id: i32,
+    keyring: &Path,
+    env: &[(&str, &str)],
+) -> KtbProcess {
+    let file = keyring.display().to_string();
+    etcd_broker(etcd, cwd, prefix, node_id, ("delegation.token.secret.keyring.file", &file), env)
+}
+
+fn etcd_broker(
+    etcd: &etcd::EtcdCluster,
+    cwd: &Path,
+    prefix: &str,
+    node_id: i32,
+    keys: (&str, &str),
+    env: &[(&str, &str)],
+) -> KtbProcess {
     let o = |k: &str, v: &str| format!("{k}={v}");
     let dir = cwd.join(format!("node{node_id}"));
     let args = [
@@ -424,7 +448,7 @@ pub fn etcd_broker_process_with(
         o("ktb.etcd.endpoints", &etcd.endpoints()),
         o("ktb.etcd.prefix", prefix),
         o("node.id", &node_id.to_string()),
-        o("delegation.token.secret.key", secret),
+        o(keys.0, keys.1),
         o("connection.failed.authentication.delay.ms", "0"),
     ];
     let args: Vec<String> = args.iter().flat_map(|a| ["--override".to_owned(), a.clone()]).collect();
