@@ -577,3 +577,142 @@ async fn t_ops_1_readiness_follows_etcd_and_the_schema() {
     let (_, text) = get("/metrics").await;
     assert_eq!(gauge(&text, "ktb_etcd_up "), Some(0.0), "{text}");
 }
+
+/// `GET /keys` of a broker's metrics listener (what `ktb secret status --url` shows).
+async fn key_status(metrics: std::net::SocketAddr) -> kafka_token_broker::rotation::Status {
+    let (code, body) =
+        kafka_token_broker::cli::health::get(&format!("http://{metrics}/keys"), Duration::from_secs(10)).await.unwrap();
+    assert_eq!(code, 200, "{body}");
+    serde_json::from_str(&body).unwrap()
+}
+
+/// Polls `metrics`'s key status until `done` holds, for at most 15 s.
+async fn key_status_until(
+    metrics: std::net::SocketAddr,
+    what: &str,
+    done: impl Fn(&kafka_token_broker::rotation::Status) -> bool,
+) -> kafka_token_broker::rotation::Status {
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        let s = key_status(metrics).await;
+        if done(&s) {
+            return s;
+        }
+        assert!(std::time::Instant::now() < deadline, "{what}: {s:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn write_private(path: &std::path::Path, contents: &str) {
+    use std::os::unix::fs::PermissionsExt;
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, contents).unwrap();
+    std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o600)).unwrap();
+    std::fs::rename(&tmp, path).unwrap();
+}
+
+/// T-ROTATE-4, T-CLUSTER-5: three brokers, each with its own copy of the keyring. A key
+/// added to two of them is published but not used: tokens made meanwhile carry the old
+/// key and log in on the third broker. Once the third has it too, the cluster's active
+/// key moves and every broker mints with it. A fourth broker without the active key, or
+/// with another secret under its id, is refused. A key removed from every broker makes
+/// its tokens fail everywhere while the new key's work.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn t_rotate_4_a_key_is_active_once_every_live_broker_holds_it() {
+    use kafka_token_broker::config::HmacAlgorithm;
+    use kafka_token_broker::tokens::MasterSecret;
+    let etcd = EtcdCluster::start(3).await;
+    let cwd = tempfile::tempdir().unwrap();
+    let first = "k1 first-cluster-key\n";
+    let both = "k1 first-cluster-key\nk2 second-cluster-key\n";
+    let keyring = |n: i32| cwd.path().join(format!("keyring{n}"));
+    let metrics = [("KTB_METRICS_LISTENER", "127.0.0.1:0")];
+    let mut procs = Vec::new();
+    for n in 1..=3 {
+        write_private(&keyring(n), first);
+        let p = common::etcd_broker_process_keyring(&etcd, cwd.path(), "/rotate/", n, &keyring(n), &metrics);
+        assert!(p.addr.is_some(), "broker {n}: {:?}", p.log_lines());
+        procs.push(p);
+    }
+    let addrs: Vec<_> = procs.iter().map(|p| p.addr.unwrap()).collect();
+    let urls: Vec<_> = procs.iter().map(|p| p.metrics_addr().unwrap()).collect();
+    let login = |at: std::net::SocketAddr, id: String, hmac: Vec<u8>| async move {
+        token_login(at, ScramMechanism::Sha512, &id, &hmac, true).await.1.error_code == 0
+    };
+    let mut c1 = TestClient::connect(addrs[0]).await;
+    c1.login_admin().await;
+    let t1 = create_ok(&mut c1, &[]).await;
+
+    // Brokers 1 and 2 get k2, broker 3 not yet: k2 is published, k1 stays active.
+    for n in [1, 2] {
+        write_private(&keyring(n), both);
+        assert!(procs[n as usize - 1].wait_for_log("master keys reloaded").is_some());
+    }
+    let s = key_status_until(urls[0], "k2 published by brokers 1 and 2", |s| {
+        s.keys.iter().any(|k| k.key_id == "k2" && k.brokers.as_deref() == Some(&[1, 2]))
+    })
+    .await;
+    assert_eq!(s.active_key.as_deref(), Some("k1"), "broker 3 lacks k2");
+    let t2 = create_ok(&mut c1, &[]).await;
+    assert!(
+        login(addrs[2], t2.token_id.to_string(), t2.hmac.to_vec()).await,
+        "a token made meanwhile logs in on the broker without k2"
+    );
+
+    // Broker 3 gets k2: it becomes the active key on every broker.
+    write_private(&keyring(3), both);
+    assert!(procs[2].wait_for_log("master keys reloaded").is_some());
+    for url in &urls {
+        key_status_until(*url, "k2 active", |s| s.active_key.as_deref() == Some("k2")).await;
+    }
+    let mut c2 = TestClient::connect(addrs[1]).await;
+    c2.login_admin().await;
+    let t3 = create_ok(&mut c2, &[]).await;
+    let t3_id = t3.token_id.to_string();
+    assert_eq!(
+        MasterSecret::new("second-cluster-key").token_hmac(HmacAlgorithm::Sha1, &t3_id).expose(),
+        &t3.hmac[..],
+        "new tokens use k2"
+    );
+    for at in &addrs {
+        assert!(login(*at, t3_id.clone(), t3.hmac.to_vec()).await);
+        assert!(login(*at, t1.token_id.to_string(), t1.hmac.to_vec()).await, "k1's tokens still work");
+    }
+    let s = key_status(urls[2]).await;
+    let rows: Vec<_> = s.keys.iter().map(|k| (k.key_id.as_str(), k.live_tokens, k.brokers.clone())).collect();
+    assert_eq!(rows, [("k1", Some(2), Some(vec![1, 2, 3])), ("k2", Some(1), Some(vec![1, 2, 3]))]);
+
+    // A fourth broker without the active key, or with another secret for k2: refused.
+    let other = tempfile::tempdir().unwrap();
+    let fourth = other.path().join("keyring4");
+    write_private(&fourth, first);
+    let mut p = common::etcd_broker_process_keyring(&etcd, other.path(), "/rotate/", 4, &fourth, &[]);
+    assert_eq!(p.wait_exit(), Some(2));
+    assert!(
+        p.log_lines().iter().any(|l| l.contains("master key k2 is the cluster's active key")),
+        "{:?}",
+        p.log_lines()
+    );
+    write_private(&fourth, "k1 first-cluster-key\nk2 not-the-second-key\n");
+    let mut p = common::etcd_broker_process_keyring(&etcd, other.path(), "/rotate/", 4, &fourth, &[]);
+    assert_eq!(p.wait_exit(), Some(2));
+    let lines = p.log_lines();
+    assert!(lines.iter().any(|l| l.contains("master key k2 differs")), "{lines:?}");
+    assert!(!lines.iter().any(|l| l.contains("not-the-second-key")), "the secret itself is never printed");
+
+    // k1 leaves every broker: its tokens fail everywhere, k2's work.
+    for n in 1..=3 {
+        write_private(&keyring(n), "k2 second-cluster-key\n");
+        assert!(procs[n as usize - 1].wait_for_log("master keys reloaded").is_some());
+    }
+    for at in &addrs {
+        assert!(!login(*at, t1.token_id.to_string(), t1.hmac.to_vec()).await, "k1's tokens are refused");
+        assert!(login(*at, t3_id.clone(), t3.hmac.to_vec()).await);
+    }
+    assert_eq!(renew(&mut c2, 2, &t2.hmac, 60_000).await.error_code, 62);
+    let s = key_status_until(urls[0], "k1 gone from every broker", |s| {
+        s.keys.iter().any(|k| k.key_id == "k1" && !k.in_keyring && k.brokers.as_deref() == Some(&[]))
+    })
+    .await;
+    assert_eq!(s.active_key.as_deref(), Some("k2"));
+}
