@@ -202,7 +202,7 @@ fn host_ports(service: &serde_json::Value) -> Vec<String> {
 
 /// T-OPS-3: the default profile is one broker; the `cluster` profile adds three etcd
 /// members and three brokers on them, each advertised at its own host port, all given the
-/// same secret from one shared file; both validate with `docker-compose config`.
+/// same keyring through one shared file; both validate with `docker-compose config`.
 #[test]
 fn t_ops_3_compose_single_broker_default_and_cluster_profile() {
     compose(&["config", "-q"]);
@@ -302,9 +302,11 @@ fn free_port() -> u16 {
 }
 
 /// T-OPS-3: what the compose cluster profile's `ktb-init` prepares works: run twice it
-/// keeps the one shared secret (0600); a real etcd serves TLS with the certificate it made;
-/// two brokers given the same `--config` file and CA join that etcd as one cluster (no
-/// fingerprint mismatch), and a token created on one logs in on the other.
+/// keeps the one shared keyring (0600) and the file naming it; a real etcd serves TLS with
+/// the certificate it made; two brokers given the same `--config` file and CA join that
+/// etcd as one cluster (no fingerprint mismatch), and a token created on one logs in on
+/// the other. A `cluster.properties` of the earlier layout (a secret) has its secret moved
+/// into the keyring as `default`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn t_ops_3_cluster_init_secret_and_etcd_tls_make_one_cluster() {
     use std::os::unix::fs::PermissionsExt;
@@ -321,12 +323,30 @@ async fn t_ops_3_cluster_init_secret_and_etcd_tls_make_one_cluster() {
     };
     init();
     let props = secrets.join("cluster.properties");
-    let first = std::fs::read_to_string(&props).unwrap();
-    assert!(first.lines().any(|l| l.starts_with("delegation.token.secret.key=") && l.len() > 40), "{first}");
-    assert_eq!(std::fs::metadata(&props).unwrap().permissions().mode() & 0o777, 0o600);
-    assert_eq!(std::fs::metadata(tls.join("server.key")).unwrap().permissions().mode() & 0o777, 0o600);
+    let keyring = secrets.join("keyring");
+    let first = std::fs::read_to_string(&keyring).unwrap();
+    let lines: Vec<&str> = first.lines().collect();
+    assert_eq!(lines.len(), 1, "{first}");
+    let (id, key) = lines[0].split_once(' ').unwrap();
+    assert!(id.starts_with('k') && id.len() == 17 && key.len() > 40, "{first}");
+    let named = std::fs::read_to_string(&props).unwrap();
+    assert!(named.contains(&format!("delegation.token.secret.keyring.file={}", keyring.display())), "{named}");
+    for f in [&props, &keyring, &tls.join("server.key")] {
+        assert_eq!(std::fs::metadata(f).unwrap().permissions().mode() & 0o777, 0o600, "{}", f.display());
+    }
     init();
-    assert_eq!(std::fs::read_to_string(&props).unwrap(), first, "a second run keeps the secret");
+    assert_eq!(std::fs::read_to_string(&keyring).unwrap(), first, "a second run keeps the keyring");
+    assert_eq!(std::fs::read_to_string(&props).unwrap(), named);
+
+    // The earlier layout: the secret moves into the keyring as `default`.
+    let earlier = dir.path().join("earlier");
+    std::fs::create_dir(&earlier).unwrap();
+    std::fs::write(earlier.join("cluster.properties"), "delegation.token.secret.key=the-earlier-secret\n").unwrap();
+    let out =
+        Command::new("sh").arg(repo().join("deploy/cluster-init.sh")).arg(&earlier).arg(&earlier).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(std::fs::read_to_string(earlier.join("keyring")).unwrap(), "default the-earlier-secret\n");
+    assert!(!std::fs::read_to_string(earlier.join("cluster.properties")).unwrap().contains("the-earlier-secret"));
 
     let (client, peer) = (free_port(), free_port());
     let etcd_bin = std::env::var("KTB_TEST_ETCD").unwrap_or_else(|_| "etcd".to_owned());
@@ -362,14 +382,16 @@ async fn t_ops_3_cluster_init_secret_and_etcd_tls_make_one_cluster() {
             ("KTB_ADMIN_PASSWORD", common::ADMIN_PASSWORD),
         ];
         // etcd may still be starting: a broker that cannot reach it exits, and is retried.
+        let mut last = Vec::new();
         for _ in 0..50 {
             let p = common::KtbProcess::start(dir.path(), &["--config", &config], &env);
             if p.addr.is_some() {
                 return p;
             }
+            last = p.log_lines();
             std::thread::sleep(Duration::from_millis(200));
         }
-        panic!("broker {node} did not start on the TLS etcd");
+        panic!("broker {node} did not start on the TLS etcd: {last:?}");
     };
     let b1 = broker("1");
     let b2 = broker("2");
