@@ -48,3 +48,4 @@ cargo bench --bench load -- --quick
 cargo bench --bench load -- --etcd --quick
 cargo bench --bench load -- --metrics --quick
 cargo bench --bench sled_write -- --quick
+cargo bench --bench rotate -- --quick

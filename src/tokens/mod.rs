@@ -824,7 +824,9 @@ async fn follow(
             }
             Some(rekey) = rekeys.recv() => {
                 let Some(tokens) = tokens.upgrade() else { return };
-                tokens.apply_keys(rekey);
+                // Off the runtime's threads: with many tokens the HMACs take a while, and
+                // no feed event is applied until it is done.
+                let _ = tokio::task::spawn_blocking(move || tokens.apply_keys(rekey)).await;
             }
         }
     }
