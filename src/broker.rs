@@ -127,8 +127,6 @@ impl Broker {
     pub async fn open(config: Config, options: StartOptions) -> Result<Broker, StartupError> {
         let data_dir = DataDir::open(&config.data_dir, config.node_id).map_err(|e| StartupError(e.0))?;
         let keys = KeySource::from_config(&config, data_dir.path()).map_err(StartupError)?;
-        // Before anything is written: a keyring that cannot be used stops the start here.
-        let ring = keys.load().map_err(StartupError)?;
         let (store, etcd_store): (Arc<dyn Store>, _) = match &config.store {
             StoreKind::Sled => {
                 let sled = SledStore::open(&data_dir.store_path()).map_err(|e| {
@@ -163,6 +161,8 @@ impl Broker {
             .map_err(|e| StartupError(format!("ktb.audit.log.file: {e}")))?;
         // Files sled created with the process umask, or an earlier build left readable.
         data_dir.make_private().map_err(|e| StartupError(e.0))?;
+        // Before users or tokens are written: keys that cannot be used stop the start here.
+        let ring = keys.load().map_err(StartupError)?;
         let (cluster_id, fake_salt_key) = match &config.store {
             StoreKind::Sled => (data_dir.cluster_id.clone(), data_dir.fake_salt_key().map_err(|e| StartupError(e.0))?),
             // One cluster id and one fake-salt key for every broker on the prefix (T-CLUSTER-1,

@@ -125,7 +125,14 @@ async fn offline(data_dir: Option<&Path>, keyring_file: Option<&Path>) -> Result
         None => Vec::new(),
     };
     let per_key = match data_dir.map(|d| d.join("store")).filter(|s| s.is_dir()) {
-        Some(store) => Some(count_tokens(&store).await?),
+        // A running broker holds its store: the keys are still shown, without counts.
+        Some(store) => match count_tokens(&store).await {
+            Ok(counts) => Some(counts),
+            Err(e) => {
+                eprintln!("note: live tokens are not counted: {e}");
+                None
+            }
+        },
         None => None,
     };
     let active = ring.as_ref().map(|r| shown_id(&r.newest().id).to_owned());
@@ -135,10 +142,14 @@ async fn offline(data_dir: Option<&Path>, keyring_file: Option<&Path>) -> Result
 /// Live tokens per stored key id in a stopped broker's sled store.
 async fn count_tokens(store: &Path) -> Result<BTreeMap<String, usize>, CliError> {
     let sled = SledStore::open(store).map_err(|e| {
-        CliError::Usage(format!(
-            "cannot open the store in {}: {e} (a running broker holds it? ask it with --url)",
-            store.display()
-        ))
+        CliError::Usage(match e.to_string().contains("could not acquire lock") {
+            true => format!(
+                "a running broker holds {}; ask it instead: ktb secret status --url http://HOST:PORT (its \
+                 ktb.metrics.listener)",
+                store.display()
+            ),
+            false => format!("cannot open the store in {}: {e}", store.display()),
+        })
     })?;
     crate::tokens::live_tokens_per_key(&sled, SystemClock.now_ms())
         .await
@@ -159,7 +170,7 @@ fn table(s: &Status) -> String {
     if brokers {
         out.push_str("  BROKERS");
     }
-    out.push('\n');
+    trim_line(&mut out);
     for k in &s.keys {
         let live = k.live_tokens.map_or("?".to_owned(), |n| n.to_string());
         let fp = k.fingerprint.as_deref().map_or("-", |f| &f[..f.len().min(16)]);
@@ -175,16 +186,22 @@ fn table(s: &Status) -> String {
             let list: Vec<String> = b.iter().map(i32::to_string).collect();
             out.push_str(&format!("  {}", if list.is_empty() { "-".to_owned() } else { list.join(",") }));
         }
-        out.push('\n');
+        trim_line(&mut out);
     }
     if s.keys.iter().any(|k| !k.in_keyring) {
         out.push_str("keys not in the keyring: their tokens are refused here until they expire\n");
     }
     if s.keys.iter().any(|k| k.live_tokens.is_none()) {
         out.push_str(&format!(
-            "live tokens are counted with --data-dir (a stopped broker's) or --url (a running one); {KEYRING_FILE} \
-             and {SECRET_FILE} hold no tokens\n"
+            "live tokens are counted from a stopped broker's --data-dir or a running one's --url ({KEYRING_FILE} and \
+             {SECRET_FILE} hold none)\n"
         ));
     }
     out
+}
+
+/// Ends the table's current line without trailing blanks.
+fn trim_line(out: &mut String) {
+    out.truncate(out.trim_end_matches(' ').len());
+    out.push('\n');
 }
