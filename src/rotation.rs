@@ -300,8 +300,8 @@ impl Rotation {
                     return Err(ClusterError(format!(
                         "master key {id} differs from the key broker {broker} holds under that id (fingerprint {} \
                          here, {} there); give every broker the same secret for each key id",
-                        &fp[..16],
-                        &keys[id][..keys[id].len().min(16)]
+                        short(fp),
+                        short(&keys[id])
                     )));
                 }
             }
@@ -356,6 +356,12 @@ impl Rotation {
         }
         Ok(())
     }
+}
+
+/// The first 16 characters of a fingerprint, for a message; cut on a character boundary,
+/// whatever etcd holds.
+fn short(fp: &str) -> String {
+    fp.chars().take(16).collect()
 }
 
 /// Reloads when the keyring file changes and, on etcd, runs the cluster's round, once

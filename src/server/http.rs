@@ -198,7 +198,7 @@ async fn answer(req: &Request<Incoming>, metrics: &Metrics, probe: &Probe, peer:
         },
         // Key ids, fingerprints and token counts: for the operator on the broker's host
         // (`ktb secret status --url`), not for whoever can reach the scrape port.
-        "/keys" if !peer.is_loopback() => {
+        "/keys" if !peer.to_canonical().is_loopback() => {
             text(StatusCode::FORBIDDEN, PLAIN, "/keys answers loopback clients only (ktb secret status)\n".into())
         }
         "/keys" => {
