@@ -8,7 +8,7 @@
 # SECRETS_DIR (mounted at /etc/ktb in every broker) receives
 #   keyring             the master keys all three brokers share, one `<key_id> <secret>` line
 #                       each (0600); `ktb secret rotate --keyring-file` adds one, and the
-#                       brokers pick it up within a second
+#                       brokers pick it up within two seconds
 #   cluster.properties  delegation.token.secret.keyring.file naming that keyring
 #   etcd-ca.crt         the CA that signed etcd's certificate (ktb.etcd.ca.file)
 # ETCD_TLS_DIR (mounted in the etcd members) receives server.crt, server.key and ca.crt.

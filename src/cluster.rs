@@ -122,16 +122,15 @@ impl Cluster {
         Ok(())
     }
 
-    /// The master-key fingerprints the live brokers published under their leases
+    /// The master-key fingerprints the brokers of `live` published under their leases
     /// (T-ROTATE-4); empty alone.
-    pub async fn published_keys(&self) -> Result<PublishedKeys, ClusterError> {
+    pub async fn published_keys(&self, live: &[i32]) -> Result<PublishedKeys, ClusterError> {
         let Some(etcd) = &self.etcd else { return Ok(PublishedKeys::new()) };
         let records = etcd
             .store
             .scan_prefix(KEYS)
             .await
             .map_err(|e| ClusterError(format!("cannot read the brokers' key fingerprints from etcd: {e}")))?;
-        let live = self.live.read().unwrap_or_else(|p| p.into_inner()).keys().copied().collect::<Vec<_>>();
         let mut out = PublishedKeys::new();
         for (k, v) in records {
             let Some(rest) = k.strip_prefix(KEYS).and_then(|r| std::str::from_utf8(r).ok()) else { continue };
@@ -208,12 +207,17 @@ impl Cluster {
             .map_err(|e| ClusterError(format!("cannot move the cluster's active key in etcd: {e}")))
     }
 
-    /// The node ids of the live brokers (this one alone on sled).
-    pub fn live_ids(&self) -> Vec<i32> {
-        match &self.etcd {
-            None => vec![self.node_id],
-            Some(_) => self.live.read().unwrap_or_else(|p| p.into_inner()).keys().copied().collect(),
-        }
+    /// The node ids of the brokers registered in etcd now (this one alone on sled), read
+    /// from etcd itself rather than the feed: right at startup, before this broker has
+    /// registered and followed the others, too.
+    pub async fn registered_ids(&self) -> Result<Vec<i32>, ClusterError> {
+        let Some(etcd) = &self.etcd else { return Ok(vec![self.node_id]) };
+        let records = etcd
+            .store
+            .scan_prefix(BROKERS)
+            .await
+            .map_err(|e| ClusterError(format!("cannot read the cluster's brokers from etcd: {e}")))?;
+        Ok(records.iter().filter_map(|(k, v)| parse_entry(k, v)).map(|(id, _)| id).collect())
     }
 
     /// This broker's node id.

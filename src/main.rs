@@ -113,7 +113,7 @@ enum SecretCommand {
     /// broker that runs on its generated secret moves that secret into the keyring as key
     /// "default", so its tokens keep working. With --keyring-file it writes that file
     /// (delegation.token.secret.keyring.file), creating it with one key if it is absent.
-    /// A running broker reads the keyring again within a second, or on SIGHUP. Tokens made
+    /// A running broker reads the keyring again within two seconds, or on SIGHUP. Tokens made
     /// with older keys keep working until they expire; remove a key's line once
     /// `ktb secret status` shows no live tokens for it. The key is never printed.
     ///

@@ -9,6 +9,7 @@
 //! fingerprint: no broker mints a token another live broker cannot check.
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
@@ -35,8 +36,10 @@ pub struct Rotation {
     fingerprints: Mutex<Vec<(String, MasterSecret, String)>>,
     /// The keyring file as last read.
     stamp: Mutex<Stamp>,
-    /// One reload at a time.
+    /// One reload or cluster round at a time.
     reloading: tokio::sync::Mutex<()>,
+    /// Set while the cluster's active key is missing here (logged once).
+    missing_active: AtomicBool,
 }
 
 /// One key in `ktb secret status`.
@@ -136,8 +139,8 @@ fn choose<'a>(
 impl Rotation {
     /// The rotation of a broker whose tokens were opened with `source`'s keys. On etcd
     /// the keys are checked against the cluster first (T-CLUSTER-5, T-ROTATE-4): a key
-    /// whose fingerprint differs from the cluster's, a missing active key, or a missing key
-    /// that live tokens use and a live broker still holds, refuse the start.
+    /// whose fingerprint differs from the cluster's, or a missing key that live tokens use
+    /// or another live broker holds (the active key included), refuse the start.
     pub async fn start(
         source: KeySource,
         tokens: Arc<Tokens>,
@@ -151,14 +154,14 @@ impl Rotation {
             cluster,
             fingerprints: Mutex::new(Vec::new()),
             reloading: tokio::sync::Mutex::new(()),
+            missing_active: AtomicBool::new(false),
         });
         if let Some(ring) = rotation.tokens.keyring() {
             info!(key_ids = %ring.describe(), "master keys loaded");
             if rotation.cluster.clustered() {
                 let fps = rotation.fingerprints(&ring).await.map_err(ClusterError)?;
-                let active = rotation.check(&ring, &fps).await?;
                 let per_key = rotation.tokens.tokens_per_key(now);
-                let others = rotation.others().await?;
+                let (live, others) = rotation.others().await?;
                 for (stored, n) in per_key.iter().filter(|(_, n)| **n > 0) {
                     let shown = shown_id(stored);
                     let holders: Vec<i32> =
@@ -171,21 +174,23 @@ impl Rotation {
                         )));
                     }
                 }
-                // Until the cluster's round has run, the key to use is the active one, or
-                // the newest that every other live broker holds too.
+                let active = rotation.check(&ring, &fps, &per_key, &others).await?;
+                // Until the cluster's round has run: the active key, or the newest that every
+                // registered broker holds, or the single secret's (what brokers of earlier
+                // releases use); with none of them, Create answers 7.
                 let mine: BTreeMap<String, String> = fps.into_iter().collect();
-                let mut published = others.clone();
+                let mut published = others;
                 let me = rotation.cluster.node_id();
                 published.insert(me, mine.clone());
-                let mut live: Vec<i32> = others.keys().copied().collect();
+                let mut live = live;
                 live.push(me);
-                let minting = match &active {
+                let minting = match active.as_deref().filter(|a| ring.get(stored_id(a)).is_some()) {
                     Some(a) => Some(stored_id(a).to_owned()),
-                    None => choose(&ring, &mine, &live, &published, None).map(str::to_owned),
+                    None => {
+                        choose(&ring, &mine, &live, &published, None).or(ring.get("").map(|_| "")).map(str::to_owned)
+                    }
                 };
-                if let Some(m) = minting {
-                    rotation.tokens.set_minting_key(&m);
-                }
+                rotation.tokens.set_minting_key(minting.as_deref());
             }
         }
         Ok(rotation)
@@ -214,8 +219,7 @@ impl Rotation {
         *self.stamp.lock().unwrap_or_else(|p| p.into_inner()) = self.source.watched().and_then(|p| file_stamp(&p));
         let Some(ring) = self.source.reload()? else { return Ok(None) };
         if self.cluster.clustered() {
-            let fps = self.fingerprints(&ring).await?;
-            self.check(&ring, &fps).await.map_err(|e| e.0)?;
+            self.check_reload(&ring).await.map_err(|e| e.0)?;
         }
         let minting = (!self.cluster.clustered()).then(|| ring.newest().id.clone());
         let ids = ring.describe();
@@ -233,11 +237,36 @@ impl Rotation {
             warn!(removed = ?change.removed, "tokens made with the removed master keys are refused from now on");
         }
         if self.cluster.clustered()
-            && let Err(e) = self.round().await
+            && let Err(e) = self.round_locked().await
         {
             warn!("cannot settle the cluster's active master key yet: {e}");
         }
         Ok(Some(change))
+    }
+
+    /// On etcd, before `ring` replaces the keys in force: checks it against the cluster;
+    /// keys it drops are unpublished first and the check made again, so no broker moves
+    /// the active key to a key this broker is about to drop.
+    async fn check_reload(&self, ring: &Keyring) -> Result<(), ClusterError> {
+        let now = crate::clock::Clock::now_ms(&crate::clock::SystemClock);
+        let fps = self.fingerprints(ring).await.map_err(ClusterError)?;
+        let per_key = self.tokens.tokens_per_key(now);
+        let (_, others) = self.others().await?;
+        self.check(ring, &fps, &per_key, &others).await?;
+        let Some(old) = self.tokens.keyring() else { return Ok(()) };
+        let old_fps = self.fingerprints(&old).await.map_err(ClusterError)?;
+        let kept: Vec<(String, String)> =
+            old_fps.iter().filter(|(id, _)| ring.get(stored_id(id)).is_some()).cloned().collect();
+        if kept.len() == old_fps.len() {
+            return Ok(());
+        }
+        self.cluster.publish_keys(&kept).await?;
+        let (_, others) = self.others().await?;
+        if let Err(e) = self.check(ring, &fps, &per_key, &others).await {
+            let _ = self.cluster.publish_keys(&old_fps).await;
+            return Err(e);
+        }
+        Ok(())
     }
 
     /// The keys' status: fingerprints, the active key, live tokens per key and, on etcd,
@@ -247,20 +276,25 @@ impl Rotation {
         let fps = self.fingerprints(&ring).await?;
         let per_key = self.tokens.tokens_per_key(now);
         let published = match self.cluster.clustered() {
-            true => Some(self.cluster.published_keys().await.map_err(|e| e.0)?),
+            true => {
+                let live = self.cluster.registered_ids().await.map_err(|e| e.0)?;
+                Some(self.cluster.published_keys(&live).await.map_err(|e| e.0)?)
+            }
             false => None,
         };
         let minting = self.tokens.minting_key();
-        Ok(assemble(&fps, Some(shown_id(&minting)), Some(&per_key), published.as_ref()))
+        Ok(assemble(&fps, minting.as_deref().map(shown_id), Some(&per_key), published.as_ref()))
     }
 
-    /// The fingerprints of `ring`'s keys, as shown, from the cache or computed.
+    /// The fingerprints of `ring`'s keys, as shown, from the cache or computed; the cache
+    /// keeps the keys of `ring` only.
     async fn fingerprints(&self, ring: &Keyring) -> Result<Vec<(String, String)>, String> {
         let cached = |id: &str, key: &MasterSecret| {
             let cache = self.fingerprints.lock().unwrap_or_else(|p| p.into_inner());
             cache.iter().find(|(i, k, _)| i == id && k.same_as(key)).map(|(_, _, fp)| fp.clone())
         };
         let mut out = Vec::with_capacity(ring.keys().len());
+        let mut fresh = Vec::new();
         for k in ring.keys() {
             let fp = match cached(&k.id, &k.secret) {
                 Some(fp) => fp,
@@ -269,39 +303,48 @@ impl Rotation {
                     let fp = tokio::task::spawn_blocking(move || key.fingerprint(&id))
                         .await
                         .map_err(|e| format!("the fingerprint task failed: {e}"))?;
-                    let mut cache = self.fingerprints.lock().unwrap_or_else(|p| p.into_inner());
-                    cache.retain(|(i, _, _)| i != &k.id);
-                    cache.push((k.id.clone(), MasterSecret::new_from(&k.secret), fp.clone()));
+                    fresh.push((k.id.clone(), MasterSecret::new_from(&k.secret), fp.clone()));
                     fp
                 }
             };
             out.push((shown_id(&k.id).to_owned(), fp));
         }
+        let mut cache = self.fingerprints.lock().unwrap_or_else(|p| p.into_inner());
+        cache.retain(|(i, k, _)| ring.get(i).is_some_and(|now| now.same_as(k)));
+        cache.extend(fresh);
         Ok(out)
     }
 
-    /// The keys the other live brokers published.
-    async fn others(&self) -> Result<PublishedKeys, ClusterError> {
-        let mut published = self.cluster.published_keys().await?;
-        published.remove(&self.cluster.node_id());
-        Ok(published)
+    /// The brokers registered now other than this one, and the keys they published.
+    async fn others(&self) -> Result<(Vec<i32>, PublishedKeys), ClusterError> {
+        let me = self.cluster.node_id();
+        let live: Vec<i32> = self.cluster.registered_ids().await?.into_iter().filter(|b| *b != me).collect();
+        let published = self.cluster.published_keys(&live).await?;
+        Ok((live, published))
     }
 
     /// Checks `ring` against the cluster: each key's fingerprint against the one recorded
-    /// for its id and the ones other live brokers publish, and the active key present.
-    /// Returns the active key id (as shown).
-    async fn check(&self, ring: &Keyring, fps: &[(String, String)]) -> Result<Option<String>, ClusterError> {
+    /// for its id and the ones other live brokers publish (`others`), and the active key
+    /// present when live tokens use it or another live broker holds it. Returns the
+    /// active key id (as shown).
+    async fn check(
+        &self,
+        ring: &Keyring,
+        fps: &[(String, String)],
+        per_key: &BTreeMap<String, usize>,
+        others: &PublishedKeys,
+    ) -> Result<Option<String>, ClusterError> {
         for (id, fp) in fps {
             self.cluster.check_fingerprint(id, fp.clone()).await?;
         }
-        for (broker, keys) in self.others().await? {
+        for (broker, keys) in others {
             for (id, fp) in fps {
-                if keys.get(id).is_some_and(|theirs| theirs != fp) {
+                if let Some(theirs) = keys.get(id).filter(|theirs| *theirs != fp) {
                     return Err(ClusterError(format!(
                         "master key {id} differs from the key broker {broker} holds under that id (fingerprint {} \
                          here, {} there); give every broker the same secret for each key id",
                         short(fp),
-                        short(&keys[id])
+                        short(theirs)
                     )));
                 }
             }
@@ -309,6 +352,7 @@ impl Rotation {
         let active = self.cluster.active_key().await?.map(|(a, _)| a);
         if let Some(a) = &active
             && ring.get(stored_id(a)).is_none()
+            && (per_key.get(stored_id(a)).is_some_and(|n| *n > 0) || others.values().any(|k| k.contains_key(a)))
         {
             return Err(ClusterError(format!(
                 "master key {a} is the cluster's active key (new tokens use it) and this broker's keyring lacks it; \
@@ -318,65 +362,83 @@ impl Rotation {
         Ok(active)
     }
 
-    /// Publishes this broker's keys if etcd does not show them, moves the cluster's
-    /// active key forward when every live broker holds a newer one, and makes new tokens
-    /// use the active key (T-ROTATE-4).
+    /// [`Rotation::round_locked`], one at a time with reloads.
     async fn round(&self) -> Result<(), ClusterError> {
+        let _one = self.reloading.lock().await;
+        self.round_locked().await
+    }
+
+    /// Publishes this broker's keys if etcd does not show them, moves the cluster's
+    /// active key forward when every registered broker holds a newer one, and makes new
+    /// tokens use the active key (T-ROTATE-4). The active key moves only from a key this
+    /// broker holds, or from one no registered broker holds any more.
+    async fn round_locked(&self) -> Result<(), ClusterError> {
         let Some(ring) = self.tokens.keyring() else { return Ok(()) };
         let fps = self.fingerprints(&ring).await.map_err(ClusterError)?;
         let me = self.cluster.node_id();
         let mine: BTreeMap<String, String> = fps.iter().cloned().collect();
-        let mut published = self.cluster.published_keys().await?;
+        let live = self.cluster.registered_ids().await?;
+        let mut published = self.cluster.published_keys(&live).await?;
         if published.get(&me) != Some(&mine) {
             self.cluster.publish_keys(&fps).await?;
             info!(key_ids = %ring.describe(), "published this broker's master-key fingerprints");
             published.insert(me, mine.clone());
         }
-        let live = self.cluster.live_ids();
         let mut active = self.cluster.active_key().await?;
-        let current = active.as_ref().map(|(a, _)| a.as_str());
-        if let Some(target) = choose(&ring, &mine, &live, &published, current).map(shown_id)
-            && Some(target) != current
+        let current = active.as_ref().map(|(a, _)| a.clone());
+        let held_here = current.as_deref().is_none_or(|a| ring.get(stored_id(a)).is_some());
+        let held_anywhere = current.as_deref().is_some_and(|a| published.values().any(|k| k.contains_key(a)));
+        let floor = current.as_deref().filter(|_| held_here);
+        if (held_here || !held_anywhere)
+            && let Some(target) = choose(&ring, &mine, &live, &published, floor).map(shown_id)
+            && Some(target) != current.as_deref()
             && self.cluster.move_active_key(active.as_ref().map(|(_, stamp)| *stamp), target).await?
         {
             info!(
                 key_id = target,
-                previous = current.unwrap_or("none"),
+                previous = current.as_deref().unwrap_or("none"),
                 "every live broker holds this master key: it is the cluster's active key now"
             );
             active = self.cluster.active_key().await?;
         }
-        match active {
-            Some((a, _)) if ring.get(stored_id(&a)).is_some() => self.tokens.set_minting_key(stored_id(&a)),
-            Some((a, _)) => error!(
-                key_id = %a,
-                "the cluster's active master key is not in this broker's keyring; new tokens here keep the older key"
-            ),
-            None => {}
-        }
+        let minting = match active {
+            Some((a, _)) if ring.get(stored_id(&a)).is_some() => {
+                self.missing_active.store(false, Ordering::Relaxed);
+                Some(stored_id(&a).to_owned())
+            }
+            Some((a, _)) => {
+                if !self.missing_active.swap(true, Ordering::Relaxed) {
+                    error!(key_id = %a, "the cluster's active master key is not in this broker's keyring; Create answers 7 here until it is added");
+                }
+                None
+            }
+            None => self.tokens.minting_key(),
+        };
+        self.tokens.set_minting_key(minting.as_deref());
         Ok(())
     }
 }
 
-/// The first 16 characters of a fingerprint, for a message; cut on a character boundary,
-/// whatever etcd holds.
-fn short(fp: &str) -> String {
-    fp.chars().take(16).collect()
-}
-
-/// Reloads when the keyring file changes and, on etcd, runs the cluster's round, once
-/// a second until the broker is gone.
+/// Reloads once the keyring file has changed and then stayed the same for a poll (a file
+/// written in place is not read half-written) and, on etcd, runs the cluster's round,
+/// once a second until the broker is gone.
 async fn follow(rotation: Weak<Rotation>) {
     let mut failed_round = false;
+    let mut pending: Option<Stamp> = None;
     loop {
         tokio::time::sleep(PERIOD).await;
         let Some(r) = rotation.upgrade() else { return };
         let now = r.source.watched().and_then(|p| file_stamp(&p));
         let last = *r.stamp.lock().unwrap_or_else(|p| p.into_inner());
-        if now != last
-            && let Err(e) = r.reload("the keyring file changed").await
-        {
-            error!("the keyring was not reloaded; the keys in force stay: {e}");
+        if now == last {
+            pending = None;
+        } else if pending == Some(now) {
+            pending = None;
+            if let Err(e) = r.reload("the keyring file changed").await {
+                error!("the keyring was not reloaded; the keys in force stay: {e}");
+            }
+        } else {
+            pending = Some(now);
         }
         if r.cluster.clustered() {
             match r.round().await {
@@ -389,6 +451,12 @@ async fn follow(rotation: Weak<Rotation>) {
             }
         }
     }
+}
+
+/// The first 16 characters of a fingerprint, for a message; cut on a character boundary,
+/// whatever etcd holds.
+fn short(fp: &str) -> String {
+    fp.chars().take(16).collect()
 }
 
 #[cfg(test)]

@@ -614,8 +614,9 @@ fn write_private(path: &std::path::Path, contents: &str) {
 /// T-ROTATE-4, T-CLUSTER-5: three brokers, each with its own copy of the keyring. A key
 /// added to two of them is published but not used: tokens made meanwhile carry the old
 /// key and log in on the third broker. Once the third has it too, the cluster's active
-/// key moves and every broker mints with it. A fourth broker without the active key, or
-/// with another secret under its id, is refused. A key removed from every broker makes
+/// key moves and every broker mints with it. A fourth broker without the active key, with
+/// another secret under its id, or without the old key that live tokens use and the
+/// others hold, is refused. A key removed from every broker makes
 /// its tokens fail everywhere while the new key's work.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn t_rotate_4_a_key_is_active_once_every_live_broker_holds_it() {
@@ -689,7 +690,7 @@ async fn t_rotate_4_a_key_is_active_once_every_live_broker_holds_it() {
     let mut p = common::etcd_broker_process_keyring(&etcd, other.path(), "/rotate/", 4, &fourth, &[]);
     assert_eq!(p.wait_exit(), Some(2));
     assert!(
-        p.log_lines().iter().any(|l| l.contains("master key k2 is the cluster's active key")),
+        p.log_lines().iter().any(|l| l.contains("master key k2") && l.contains("keyring lacks")),
         "{:?}",
         p.log_lines()
     );
@@ -699,6 +700,14 @@ async fn t_rotate_4_a_key_is_active_once_every_live_broker_holds_it() {
     let lines = p.log_lines();
     assert!(lines.iter().any(|l| l.contains("master key k2 differs")), "{lines:?}");
     assert!(!lines.iter().any(|l| l.contains("not-the-second-key")), "the secret itself is never printed");
+    write_private(&fourth, "k2 second-cluster-key\n");
+    let mut p = common::etcd_broker_process_keyring(&etcd, other.path(), "/rotate/", 4, &fourth, &[]);
+    assert_eq!(p.wait_exit(), Some(2), "without k1, which live tokens use and brokers 1-3 hold");
+    let lines = p.log_lines();
+    assert!(
+        lines.iter().any(|l| l.contains("2 live tokens use master key k1, which brokers [1, 2, 3] hold")),
+        "{lines:?}"
+    );
 
     // k1 leaves every broker: its tokens fail everywhere, k2's work.
     for n in 1..=3 {

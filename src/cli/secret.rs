@@ -52,7 +52,7 @@ pub fn rotate(
             println!("added key {} to {}", done.key_id, done.path.display());
             println!("keys: {}", done.key_ids.join(", "));
             println!(
-                "a running broker picks it up within a second (or on SIGHUP); on etcd new tokens use it once every \
+                "a running broker picks it up within two seconds (or on SIGHUP); on etcd new tokens use it once every \
                  live broker holds it"
             );
         }
@@ -173,7 +173,7 @@ fn table(s: &Status) -> String {
     trim_line(&mut out);
     for k in &s.keys {
         let live = k.live_tokens.map_or("?".to_owned(), |n| n.to_string());
-        let fp = k.fingerprint.as_deref().map_or("-", |f| &f[..f.len().min(16)]);
+        let fp: String = k.fingerprint.as_deref().map_or("-".into(), |f| f.chars().take(16).collect());
         out.push_str(&format!(
             "{:<width$}  {:<6}  {:<10}  {:<11}  {:<16}",
             k.key_id,

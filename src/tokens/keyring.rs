@@ -27,9 +27,10 @@ pub const KEYRING_FILE: &str = "delegation-token.keyring";
 /// How the single secret's key id is shown.
 pub const DEFAULT_KEY_ID: &str = "default";
 
-/// The most keys a keyring may hold: every key costs a fingerprint at start and a lookup
-/// per token, and nobody rotates that often.
-pub const MAX_KEYS: usize = 256;
+/// The most keys a keyring may hold: every key costs a fingerprint at start, and on etcd
+/// a broker publishes (and unpublishes) its keys in one transaction of at most 128
+/// operations.
+pub const MAX_KEYS: usize = 64;
 
 /// The id as shown and published: `default` for the single secret's `""`.
 pub fn shown_id(stored: &str) -> &str {
@@ -90,7 +91,8 @@ impl Keyring {
                 ));
             }
             if secret.is_empty() {
-                return Err(format!("line {}: key {id} has no secret (the line is `<key_id> <secret>`)", n + 1));
+                // The one field may be a secret pasted alone: it is not repeated.
+                return Err(format!("line {}: one field where `<key_id> <secret>` was expected", n + 1));
             }
             if !seen.insert(id.to_owned()) {
                 return Err(format!("line {}: key {id} appears twice", n + 1));
@@ -115,7 +117,23 @@ impl Keyring {
             }
             _ => format!("cannot read the keyring {shown}: {e}"),
         })?;
-        check_private(path, meta.permissions().mode(), "chmod 600").map_err(|e| e.0)?;
+        // Read every second: nobody but its owner, this process's user, may write it either.
+        let mode = meta.permissions().mode();
+        check_private(path, mode, "chmod 600").map_err(|e| e.0)?;
+        if mode & 0o022 != 0 {
+            return Err(format!(
+                "the keyring {shown} is writable by group or others (mode {:o}); fix it with: chmod 600 {shown}",
+                mode & 0o777
+            ));
+        }
+        // SAFETY: geteuid has no preconditions and cannot fail.
+        let me = unsafe { libc::geteuid() };
+        if meta.uid() != me {
+            return Err(format!(
+                "the keyring {shown} belongs to uid {}, not to the broker's user (uid {me}); fix it with: chown {me} {shown}",
+                meta.uid()
+            ));
+        }
         let text = fs::read_to_string(path).map_err(|e| format!("cannot read the keyring {shown}: {e}"))?;
         Keyring::parse(&text).map_err(|e| format!("the keyring {shown}: {e}"))
     }
@@ -161,7 +179,7 @@ impl Keyring {
 }
 
 /// Where the broker's master keys come from, decided once at startup.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub enum KeySource {
     /// `delegation.token.secret.key` is empty: delegation tokens are disabled.
     Disabled,
@@ -173,6 +191,17 @@ pub enum KeySource {
     DataDir(PathBuf),
     /// `delegation.token.secret.keyring.file`.
     Keyring(PathBuf),
+}
+
+impl std::fmt::Debug for KeySource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            KeySource::Disabled => f.write_str("Disabled"),
+            KeySource::Configured(_) => f.write_str("Configured([hidden])"),
+            KeySource::DataDir(d) => f.debug_tuple("DataDir").field(d).finish(),
+            KeySource::Keyring(p) => f.debug_tuple("Keyring").field(p).finish(),
+        }
+    }
 }
 
 impl KeySource {
@@ -376,7 +405,7 @@ mod tests {
         assert_ne!(hmac(&ring, "k-1"), hmac(&ring, "k_2"));
         for (text, want) in [
             ("bad.id secret-x\n", "line 1: the key id"),
-            ("k1\n", "line 1: key k1 has no secret"),
+            ("k1\n", "line 1: one field"),
             ("k1 a\nk1 secret-y\n", "line 2: key k1 appears twice"),
             ("# nothing\n", "holds no key"),
             (&format!("{} s\n", "x".repeat(33)), "line 1: the key id"),

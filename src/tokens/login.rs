@@ -101,11 +101,13 @@ impl Tokens {
     /// again when a token login completes; D-22: when a session subscribes to the token and
     /// when its expiry passes). Reads only the record's timestamps.
     pub async fn live_until(&self, token_id: &str, now: i64) -> Option<i64> {
-        self.keys.as_ref()?;
+        let ring = self.keyring()?;
         match self.store.get(&token_key(token_id)).await {
             Ok(v) => {
-                let (max_ts, expiry_ts) = record::times(&v?.value)?;
-                (!record::expired(max_ts, expiry_ts, now)).then_some(expiry_ts)
+                // A token whose key went is not live either (T-ROTATE-5).
+                let t = record::decode(token_id, &v?.value).ok()?;
+                ring.get(&t.key_id)?;
+                (!t.is_expired(now)).then_some(t.expiry_ts)
             }
             Err(e) => {
                 error!("token lookup failed: {e}");
@@ -156,8 +158,13 @@ impl Tokens {
             }
         };
         self.sessions.scram.insert(key.clone(), Arc::new(derived.clone()));
-        // A token deleted while its credential was derived must not leave it cached.
-        if !matches!(self.get(token_id).await, Ok(Some(_))) {
+        // A token deleted, or whose key was removed or changed, while its credential was
+        // derived must not leave it cached.
+        let same_key = self
+            .keyring()
+            .and_then(|r| r.hmac(&details.key_id, details.hmac_alg, &details.token_id))
+            .is_some_and(|now| bool::from(subtle::ConstantTimeEq::ct_eq(now.expose(), hmac.expose())));
+        if !same_key || !matches!(self.get(token_id).await, Ok(Some(_))) {
             self.sessions.scram.remove(&key);
             return Ok(None);
         }

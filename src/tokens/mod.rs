@@ -130,11 +130,10 @@ const RETRIES: usize = 32;
 /// All the broker's delegation tokens.
 pub struct Tokens {
     store: Arc<dyn Store>,
-    /// The master keys; `None` when delegation tokens are disabled. Only the feed task
-    /// replaces them, so a reload and the index changes of the feed never interleave.
-    keys: Option<RwLock<Arc<Keyring>>>,
-    /// The stored id of the key new tokens use (T-ROTATE-4).
-    minting: RwLock<String>,
+    /// The master keys and the one new tokens use; `None` when delegation tokens are
+    /// disabled. Only the feed task replaces the keys, so a reload and the index changes
+    /// of the feed never interleave.
+    keys: Option<RwLock<Arc<KeyState>>>,
     /// Keyring replacements for the feed task.
     rekey: tokio::sync::mpsc::UnboundedSender<Rekey>,
     settings: TokenSettings,
@@ -162,14 +161,15 @@ impl Tokens {
         wait: Duration,
     ) -> Result<Arc<Tokens>, StoreError> {
         let keys = keys.map(Arc::new);
-        let minting = keys.as_ref().map(|k| k.newest().id.clone()).unwrap_or_default();
         let (indexes, by_hmac, revision) = load_view(store.as_ref(), keys.clone()).await?;
         let feed = store.feed(TOKEN_PREFIX, revision)?;
         let (rekey, rekeys) = tokio::sync::mpsc::unbounded_channel();
         let tokens = Arc::new(Tokens {
             store,
-            keys: keys.map(RwLock::new),
-            minting: RwLock::new(minting),
+            keys: keys.map(|ring| {
+                let minting = Some(ring.newest().id.clone());
+                RwLock::new(Arc::new(KeyState { ring, minting }))
+            }),
             rekey,
             settings,
             view: View::new(indexes, by_hmac, revision),
@@ -187,23 +187,33 @@ impl Tokens {
         self.keys.is_some()
     }
 
-    /// The master keys in force, `None` when tokens are disabled.
-    pub fn keyring(&self) -> Option<Arc<Keyring>> {
+    fn key_state(&self) -> Option<Arc<KeyState>> {
         self.keys.as_ref().map(|k| k.read().unwrap_or_else(|p| p.into_inner()).clone())
     }
 
-    /// The stored id of the key new tokens use.
-    pub fn minting_key(&self) -> String {
-        self.minting.read().unwrap_or_else(|p| p.into_inner()).clone()
+    /// The master keys in force, `None` when tokens are disabled.
+    pub fn keyring(&self) -> Option<Arc<Keyring>> {
+        self.key_state().map(|s| s.ring.clone())
     }
 
-    /// Makes new tokens use key `id` (stored form), which the keyring must hold: on etcd
-    /// the cluster moves it once every live broker holds the key (T-ROTATE-4).
-    pub fn set_minting_key(&self, id: &str) {
-        let mut m = self.minting.write().unwrap_or_else(|p| p.into_inner());
-        if *m != id {
-            info!(key_id = shown_id(id), "new tokens now use this master key");
-            id.clone_into(&mut m);
+    /// The stored id of the key new tokens use; `None` while none may be used (on etcd,
+    /// before the cluster agreed on one).
+    pub fn minting_key(&self) -> Option<String> {
+        self.key_state().and_then(|s| s.minting.clone())
+    }
+
+    /// Makes new tokens use key `id` (stored form; `None`: refuse Create with 7 for now).
+    /// On etcd the cluster moves it once every live broker holds the key (T-ROTATE-4).
+    pub fn set_minting_key(&self, id: Option<&str>) {
+        let Some(slot) = &self.keys else { return };
+        let mut state = slot.write().unwrap_or_else(|p| p.into_inner());
+        let id = id.filter(|id| state.ring.get(id).is_some());
+        if state.minting.as_deref() != id {
+            match id {
+                Some(id) => info!(key_id = shown_id(id), "new tokens now use this master key"),
+                None => warn!("no master key may be used for new tokens yet; Create answers 7"),
+            }
+            *state = Arc::new(KeyState { ring: state.ring.clone(), minting: id.map(str::to_owned) });
         }
     }
 
@@ -233,7 +243,14 @@ impl Tokens {
         let Some(slot) = &self.keys else { return };
         let started = std::time::Instant::now();
         let new = rekey.keys;
-        let old = std::mem::replace(&mut *slot.write().unwrap_or_else(|p| p.into_inner()), new.clone());
+        let old = {
+            let mut state = slot.write().unwrap_or_else(|p| p.into_inner());
+            // The key new tokens use changes with the keys, in one step: a Create never
+            // sees a key id the keyring it read lacks.
+            let minting = rekey.minting.or_else(|| state.minting.clone()).filter(|m| new.get(m).is_some());
+            let before = std::mem::replace(&mut *state, Arc::new(KeyState { ring: new.clone(), minting }));
+            before.ring.clone()
+        };
         let mut change = KeyChange::default();
         let mut affected = HashSet::new();
         for k in old.keys() {
@@ -248,20 +265,21 @@ impl Tokens {
             change.added.push(shown_id(&k.id).to_owned());
             affected.insert(k.id.clone());
         }
-        if let Some(m) = rekey.minting {
-            self.set_minting_key(&m);
-        }
         let tokens = self.view.lock().using_keys(&affected);
         for (id, alg, key_id) in &tokens {
-            if let Some(h) = old.hmac(key_id, *alg, id) {
+            let before = old.hmac(key_id, *alg, id);
+            if let Some(h) = &before {
                 self.view.by_hmac.remove_if(&index_key(h.expose()), |_, v| v == id);
             }
-            match new.hmac(key_id, *alg, id) {
-                Some(h) => {
-                    self.view.by_hmac.insert(index_key(h.expose()), id.clone());
-                    self.sessions.forget_credentials(id);
-                }
-                None => self.sessions.revoke(id),
+            let after = new.hmac(key_id, *alg, id);
+            if let Some(h) = &after {
+                self.view.by_hmac.insert(index_key(h.expose()), id.clone());
+            }
+            // Gone or changed: the HMAC its sessions logged in with is no longer valid.
+            if before.is_some() {
+                self.sessions.revoke(id);
+            } else {
+                self.sessions.forget_credentials(id);
             }
         }
         change.reindexed = tokens.len();
@@ -357,13 +375,12 @@ impl Tokens {
         requested_max_lifetime_ms: i64,
         now: i64,
     ) -> Result<(TokenDetails, Secret), TokenError> {
-        let ring = self.ring()?;
-        let key_id = self.minting_key();
-        let Some(secret) = ring.get(&key_id) else {
-            return Err(TokenError::Store(StoreError::Unavailable(format!(
-                "the master key {} new tokens use is not in this broker's keyring",
-                shown_id(&key_id)
-            ))));
+        let state = self.key_state().ok_or(TokenError::Disabled)?;
+        let Some((key_id, secret)) = state.minting.as_ref().and_then(|id| Some((id.clone(), state.ring.get(id)?)))
+        else {
+            return Err(TokenError::Store(StoreError::Unavailable(
+                "the brokers have not agreed on a master key for new tokens yet (ktb secret status)".into(),
+            )));
         };
         if renewers.len() > self.settings.max_renewers {
             return Err(TokenError::LimitExceeded(format!(
@@ -784,6 +801,12 @@ async fn withdraw_later(store: Arc<dyn Store>, key: Vec<u8>) {
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
+}
+
+/// The master keys and the stored id of the one new tokens use, replaced together.
+struct KeyState {
+    ring: Arc<Keyring>,
+    minting: Option<String>,
 }
 
 /// A keyring replacement, applied by the feed task.

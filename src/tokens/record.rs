@@ -146,16 +146,6 @@ impl<'a> Reader<'a> {
 /// per-token operation reads the record, so its size bounds what one token costs.
 pub const MAX_RECORD_BYTES: usize = 64 * 1024;
 
-/// `(max_ts, expiry_ts)` of a record, read without decoding the rest: what a liveness
-/// check needs, at a cost independent of the token's principals.
-pub fn times(v: &[u8]) -> Option<(i64, i64)> {
-    if *v.first()? > RECORD_VERSION {
-        return None;
-    }
-    let at = |i: usize| Some(i64::from_be_bytes(v.get(1 + 8 * i..9 + 8 * i)?.try_into().ok()?));
-    Some((at(1)?, at(2)?))
-}
-
 /// Decodes the record stored under `tok/<id>`.
 pub fn decode(id: &str, v: &[u8]) -> Result<TokenDetails, StoreError> {
     let corrupt = || StoreError::Corrupt { key: format!("tok/{id}"), reason: "malformed token record".into() };
@@ -225,8 +215,6 @@ mod tests {
         for cut in 0..v.len() {
             assert!(decode(&t.token_id, &v[..cut]).is_err(), "a truncated record is an error, not a panic");
         }
-        assert_eq!(times(&v), Some((t.max_ts, t.expiry_ts)));
-        assert_eq!(times(&v[..24]), None);
     }
 
     /// T-TOKEN-2: expiry is strict; ownerOrRenewer includes the requester, mayRenew not.
