@@ -164,14 +164,6 @@ impl Keyring {
         self.get(key_id).map(|k| k.token_hmac(alg, token_id))
     }
 
-    /// True when key `id` is in both keyrings with the same secret.
-    pub fn same_key(&self, other: &Keyring, id: &str) -> bool {
-        match (self.get(id), other.get(id)) {
-            (Some(a), Some(b)) => a.same_as(b),
-            _ => false,
-        }
-    }
-
     /// A short line naming the key ids, for the log (never the keys).
     pub fn describe(&self) -> String {
         self.keys.iter().map(|k| shown_id(&k.id)).collect::<Vec<_>>().join(", ")
