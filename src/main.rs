@@ -1,6 +1,6 @@
 //! The `ktb` command line.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 
@@ -9,7 +9,7 @@ use kafka_token_broker::auth::users::{Alteration, Users};
 use kafka_token_broker::broker::{BOOTSTRAP_ITERATIONS, Broker, StartOptions, new_user_credentials};
 use kafka_token_broker::cli::token::TokenCommand;
 use kafka_token_broker::cli::user as cli_user;
-use kafka_token_broker::cli::{CliError, CommonFlags, Output};
+use kafka_token_broker::cli::{self, CliError, CommonFlags, Output};
 use kafka_token_broker::config::Config;
 use kafka_token_broker::datadir::DataDir;
 use kafka_token_broker::metrics::Metrics;
@@ -102,6 +102,24 @@ enum Command {
         /// Give up after this many milliseconds.
         #[arg(long, default_value_t = 3000, value_name = "MS")]
         timeout_ms: u64,
+    },
+    /// Apache Kafka's kafka-delegation-tokens.sh, the same arguments and output, no JVM.
+    ///
+    /// Every argument after the word goes to the tool, as Kafka's tool takes them; its own
+    /// --help prints Kafka's usage. The binary answers to this tool too when it is run
+    /// under the name kafka-delegation-tokens or kafka-delegation-tokens.sh (a symlink).
+    /// One difference: --describe without --owner-principal lists your tokens (all of
+    /// them for a super user); add --kafka-compat for Kafka's empty answer.
+    ///
+    /// Examples:
+    ///   ln -s "$(command -v ktb)" kafka-delegation-tokens.sh
+    ///   ./kafka-delegation-tokens.sh --bootstrap-server 127.0.0.1:9092 \
+    ///       --command-config admin.properties --create --max-life-time-period -1
+    #[command(verbatim_doc_comment, disable_help_flag = true)]
+    KafkaDelegationTokens {
+        /// The tool's arguments.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true, num_args = 0..)]
+        args: Vec<String>,
     },
 }
 
@@ -280,6 +298,15 @@ fn parse_override(s: &str) -> Result<(String, String), String> {
     Ok((k.trim().to_owned(), v.to_owned()))
 }
 
+/// `kafka-delegation-tokens` by its program name (SPEC §9.6): logs only when KTB_LOG asks.
+fn kafka_delegation_tokens(args: Vec<String>) -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("KTB_LOG").unwrap_or_else(|_| "off".into()))
+        .init();
+    ExitCode::from(cli::kdt::run(&args))
+}
+
 const EXIT_FAILURE: u8 = 1;
 const EXIT_STARTUP: u8 = 2;
 
@@ -293,8 +320,20 @@ fn private_umask() {
 }
 
 fn main() -> ExitCode {
+    // T-KDT-1: run as kafka-delegation-tokens(.sh), the binary is that tool. It logs
+    // nothing (its output is compared byte for byte); KTB_LOG still turns logs on.
+    let mut argv = std::env::args_os();
+    let program = argv.next().map(PathBuf::from);
+    let program = program.as_deref().and_then(Path::file_name).and_then(|n| n.to_str());
+    if program.is_some_and(|p| cli::kdt::PROGRAM_NAMES.contains(&p)) {
+        return kafka_delegation_tokens(argv.map(|a| a.to_string_lossy().into_owned()).collect());
+    }
     let cli = Cli::parse();
-    let default_filter = if matches!(cli.command, Command::Serve { .. }) { "info" } else { "warn" };
+    let default_filter = match cli.command {
+        Command::Serve { .. } => "info",
+        Command::KafkaDelegationTokens { .. } => "off",
+        _ => "warn",
+    };
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
@@ -353,6 +392,7 @@ fn main() -> ExitCode {
             finish(kafka_token_broker::cli::config_show(&common), output)
         }
         Command::Health { url, timeout_ms } => health(&url, timeout_ms),
+        Command::KafkaDelegationTokens { args } => ExitCode::from(cli::kdt::run(&args)),
         Command::Store(StoreCommand::Migrate { data_dir, to_etcd, prefix, config, overrides }) => {
             match store_migrate(&data_dir, &to_etcd, prefix, config.as_deref(), overrides) {
                 Ok(()) => ExitCode::SUCCESS,

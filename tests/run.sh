@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs the whole test suite on a fresh machine: installs what the tests need (kcat,
-# docker-compose, etcd-server, prometheus (for promtool and a real server) and openssl from
-# Debian, kafka-python from PyPI into tests/interop/.venv, @platformatic/kafka from npm into
+# docker-compose, etcd-server, prometheus (for promtool and a real server), openssl,
+# jopt-simple and a JDK (the kafka-delegation-tokens oracle) and tzdata from Debian,
+# kafka-python from PyPI into tests/interop/.venv, @platformatic/kafka from npm into
 # tests/interop/node, which needs Node 20+ and npm), checks formatting and lints, validates
 # the compose file's profiles, then runs every test, the interop tests with real
 # third-party clients included, and the load generator's quick modes.
@@ -14,6 +15,9 @@ command -v docker-compose >/dev/null 2>&1 || missing+=(docker-compose)
 command -v etcd >/dev/null 2>&1 || missing+=(etcd-server)
 { command -v promtool && command -v prometheus; } >/dev/null 2>&1 || missing+=(prometheus)
 command -v openssl >/dev/null 2>&1 || missing+=(openssl)
+[ -f /usr/share/java/joptsimple.jar ] || missing+=(libjoptsimple-java)
+command -v javac >/dev/null 2>&1 || missing+=(default-jdk-headless)
+[ -f /usr/share/zoneinfo/Asia/Kolkata ] || missing+=(tzdata)
 if [ ${#missing[@]} -gt 0 ]; then
   sudo=""
   [ "$(id -u)" -eq 0 ] || sudo="sudo"

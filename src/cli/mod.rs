@@ -2,6 +2,7 @@
 //! `ktb config show` against ktb or any Kafka cluster (SPEC §6.8).
 
 pub mod health;
+pub mod kdt;
 pub mod refresh;
 pub mod secret;
 pub mod settings;
@@ -93,13 +94,16 @@ impl CliError {
 impl From<ClientError> for CliError {
     fn from(e: ClientError) -> Self {
         match e {
-            ClientError::Connect(m) => CliError::Connection(format!(
+            ClientError::Connect(m) | ClientError::Tls(m) => CliError::Connection(format!(
                 "cannot connect to the broker: {m}; check --bootstrap-server (see `ktb config show`)"
             )),
             ClientError::Timeout(d) => {
                 CliError::Timeout(format!("the broker did not answer within {d:?}; retry, or raise --timeout"))
             }
             ClientError::Auth { code, message } => CliError::Auth { code, message },
+            m @ ClientError::Mechanism { .. } => {
+                CliError::Auth { code: error_code::UNSUPPORTED_SASL_MECHANISM, message: m.to_string() }
+            }
             ClientError::Protocol(m) => CliError::Connection(m),
             ClientError::Unsupported(m) => CliError::Internal(format!("the broker does not support {m}")),
         }

@@ -280,7 +280,7 @@ impl Sidecar {
         if !self.checked {
             // T-REFRESH-1: a remembered token must still be visible and live.
             if let Some(s) = &self.state {
-                let (_, tokens) = describe_tokens(&mut client, &[]).await?;
+                let (_, tokens) = describe_tokens(&mut client, None).await?;
                 let live = tokens.iter().any(|t| {
                     t.token_id.as_str() == s.token.token_id && t.expiry_timestamp >= now && t.max_timestamp >= now
                 });

@@ -188,13 +188,13 @@ pub async fn run(cmd: TokenCommand) -> Result<(), CliError> {
             let owners = a.owners.iter().map(|o| principal(o)).collect::<Result<Vec<_>, _>>()?;
             let st = settings(&a.common)?;
             let mut client = connect(&st, a.common.timeout).await?;
-            let (version, tokens) = describe_tokens(&mut client, &owners).await?;
+            let (version, tokens) = describe_tokens(&mut client, (!owners.is_empty()).then_some(&owners[..])).await?;
             print_described(&tokens, version, a.show_hmac, a.common.output);
         }
         TokenCommand::Revoke(a) => {
             let st = settings(&a.common)?;
             let mut client = connect(&st, a.common.timeout).await?;
-            let (_, tokens) = describe_tokens(&mut client, &[]).await?;
+            let (_, tokens) = describe_tokens(&mut client, None).await?;
             let Some(t) = tokens.iter().find(|t| t.token_id.as_str() == a.token_id) else {
                 return Err(CliError::Kafka {
                     code: ktb_protocol::error_code::DELEGATION_TOKEN_NOT_FOUND,

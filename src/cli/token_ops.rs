@@ -175,12 +175,13 @@ pub async fn change_token(client: &mut Client, hmac: &[u8], period_ms: i64, expi
     Ok(expiry)
 }
 
-/// Sends DescribeDelegationToken; `owners` empty sends null (every visible token).
+/// Sends DescribeDelegationToken; `None` sends null owners (every visible token), an
+/// empty list matches no token (as Kafka answers it).
 pub async fn describe_tokens(
     client: &mut Client,
-    owners: &[Principal],
+    owners: Option<&[Principal]>,
 ) -> Result<(i16, Vec<DescribedDelegationToken>), CliError> {
-    let owners = (!owners.is_empty()).then(|| {
+    let owners = owners.map(|owners| {
         owners
             .iter()
             .map(|o| {

@@ -192,7 +192,7 @@ pub async fn delete(name: &str, mechanism: &str, expire_tokens: bool, common: &C
     let mut expired = Vec::new();
     if expire_tokens {
         let owner = Principal::user(name);
-        let (_, tokens) = describe_tokens(&mut client, std::slice::from_ref(&owner)).await?;
+        let (_, tokens) = describe_tokens(&mut client, Some(std::slice::from_ref(&owner))).await?;
         for t in tokens.iter().filter(|t| t.principal_type.as_str() == "User" && t.principal_name.as_str() == name) {
             change_token(&mut client, &t.hmac, -1, true).await?;
             expired.push(t.token_id.to_string());

@@ -66,6 +66,10 @@ pub enum ClientError {
     /// No connection to any bootstrap server.
     #[error("cannot connect to {0}")]
     Connect(String),
+    /// The last server reached refused the TLS handshake (a certificate it does not trust,
+    /// or a name that does not match).
+    #[error("cannot connect to {0}")]
+    Tls(String),
     /// The server did not answer in time.
     #[error("no answer within {0:?}")]
     Timeout(Duration),
@@ -76,6 +80,14 @@ pub enum ClientError {
         code: i16,
         /// The server's message.
         message: String,
+    },
+    /// SaslHandshake refused the mechanism (33).
+    #[error("the server does not offer {requested}; it offers {}", offered.join(", "))]
+    Mechanism {
+        /// The mechanism asked for.
+        requested: String,
+        /// The mechanisms the server named.
+        offered: Vec<String>,
     },
     /// The connection broke or the server sent something unexpected.
     #[error("{0}")]
@@ -105,7 +117,7 @@ impl Client {
         timeout: Duration,
         tls: Option<Arc<rustls::ClientConfig>>,
     ) -> Result<Client, ClientError> {
-        let mut last = String::new();
+        let (mut last, mut tls_refused) = (String::new(), false);
         for address in bootstrap.split(',').map(str::trim).filter(|a| !a.is_empty()) {
             match tokio::time::timeout(timeout, TcpStream::connect(address)).await {
                 Ok(Ok(tcp)) => {
@@ -121,11 +133,12 @@ impl Client {
                             match tokio::time::timeout(timeout, connector.connect(name, tcp)).await {
                                 Ok(Ok(s)) => Box::new(s),
                                 Ok(Err(e)) => {
-                                    last = format!("{address}: TLS handshake failed: {e}");
+                                    (last, tls_refused) = (format!("{address}: TLS handshake failed: {e}"), true);
                                     continue;
                                 }
                                 Err(_) => {
-                                    last = format!("{address}: no TLS handshake within {timeout:?}");
+                                    (last, tls_refused) =
+                                        (format!("{address}: no TLS handshake within {timeout:?}"), false);
                                     continue;
                                 }
                             }
@@ -142,9 +155,12 @@ impl Client {
                     c.negotiate().await?;
                     return Ok(c);
                 }
-                Ok(Err(e)) => last = format!("{address}: {e}"),
-                Err(_) => last = format!("{address}: no connection within {timeout:?}"),
+                Ok(Err(e)) => (last, tls_refused) = (format!("{address}: {e}"), false),
+                Err(_) => (last, tls_refused) = (format!("{address}: no connection within {timeout:?}"), false),
             }
+        }
+        if tls_refused {
+            return Err(ClientError::Tls(last));
         }
         Err(ClientError::Connect(if last.is_empty() { "no bootstrap server given".into() } else { last }))
     }
@@ -217,10 +233,7 @@ impl Client {
         };
         if hs.error_code != 0 {
             let offered: Vec<String> = hs.mechanisms.iter().map(|m| m.to_string()).collect();
-            return Err(ClientError::Auth {
-                code: hs.error_code,
-                message: format!("the server does not offer {}; it offers {}", creds.mechanism, offered.join(", ")),
-            });
+            return Err(ClientError::Mechanism { requested: creds.mechanism.clone(), offered });
         }
         if creds.mechanism == "PLAIN" {
             let msg = format!("\0{}\0{}", creds.username, creds.password);
