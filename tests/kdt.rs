@@ -510,7 +510,7 @@ fn t_kdt_1_each_action_prints_what_kafkas_tool_prints() {
         "org.apache.kafka.common.errors.SaslAuthenticationException: Authentication failed during authentication due \
          to invalid credentials with SASL mechanism SCRAM-SHA-512\n",
     );
-    // A token's own login may not manage tokens (64).
+    // The login of a token expired above fails like a wrong password...
     let token_cfg = live.tool.config(
         "token.properties",
         &format!(
@@ -520,8 +520,13 @@ fn t_kdt_1_each_action_prints_what_kafkas_tool_prints() {
         ),
     );
     let out = live.run(&token_cfg, &["--describe"]);
-    // bob's token was expired above, so its login fails; make a live one first.
-    assert_eq!(out.status.code(), Some(1));
+    assert_failure(
+        &out,
+        "Calling describe token operation for current user.\n",
+        "org.apache.kafka.common.errors.SaslAuthenticationException: Authentication failed during authentication due \
+         to invalid credentials with SASL mechanism SCRAM-SHA-512\n",
+    );
+    // ...and a live token's login may not manage tokens (64).
     let out =
         live.run("admin.properties", &["--create", "--max-life-time-period", "-1", "--owner-principal", "User:bob"]);
     let tid = text(&out.stdout).lines().nth(1).unwrap().rsplit(' ').next().unwrap().to_owned();
@@ -643,10 +648,50 @@ fn t_kdt_3_command_config_settings() {
          specified value of default.api.timeout.ms must be no smaller than the value of request.timeout.ms.\n",
     );
 
+    // What Admin.create refuses (KafkaAdminClient 3.6.2 line 519 wraps it, ClientUtils
+    // parseAndValidateAddresses and JaasContext word the cause): before the action.
+    let failed = "Failed to create new KafkaAdminClient\nCaused by: ";
+    let bootstrap_cases = [
+        ("localhost", "org.apache.kafka.common.config.ConfigException: Invalid url in bootstrap.servers: localhost"),
+        (
+            "127.0.0.1:99999",
+            "org.apache.kafka.common.config.ConfigException: Invalid port in bootstrap.servers: 127.0.0.1:99999",
+        ),
+        (
+            "nosuchhost.invalid:9092",
+            "org.apache.kafka.common.config.ConfigException: No resolvable bootstrap urls given in bootstrap.servers",
+        ),
+    ];
+    for (bootstrap, cause) in bootstrap_cases {
+        let out = tool.run(&["--bootstrap-server", bootstrap, "--command-config", "down.properties", "--describe"]);
+        assert_failure(&out, "", &format!("{failed}{cause}\n"));
+    }
+    let cfg = tool.config("nojaas.properties", "security.protocol=SASL_PLAINTEXT\nsasl.mechanism=SCRAM-SHA-512\n");
+    let out = tool.run(&["--bootstrap-server", &addr, "--command-config", &cfg, "--describe"]);
+    assert_failure(
+        &out,
+        "",
+        &format!(
+            "{failed}org.apache.kafka.common.KafkaException: java.lang.IllegalArgumentException: Could not find a \
+             'KafkaClient' entry in the JAAS configuration. System property 'java.security.auth.login.config' is not \
+             set\n"
+        ),
+    );
+    // AdminClientConfig's validator, outside the wrapper (ConfigDef: the value trimmed).
+    let cfg = tool.config("proto.properties", &format!("{scram}security.protocol= SASL_FOO \n"));
+    let out = tool.run(&["--bootstrap-server", &addr, "--command-config", &cfg, "--describe"]);
+    assert_failure(
+        &out,
+        "",
+        "Invalid value SASL_FOO for configuration security.protocol: String must be one of: PLAINTEXT, SSL, \
+         SASL_PLAINTEXT, SASL_SSL\n",
+    );
+
+    let jaas = "sasl.jaas.config=x.ScramLoginModule required username=\"u\" password=\"p\";\n";
     let cases = [
         ("jks.properties", format!("{scram}ssl.truststore.type=JKS\n"), "only PEM truststores are supported"),
-        ("gssapi.properties", "security.protocol=SASL_PLAINTEXT\n".to_owned(), "GSSAPI"),
-        ("oauth.properties", "security.protocol=SASL_SSL\nsasl.mechanism=OAUTHBEARER\n".to_owned(), "OAUTHBEARER"),
+        ("gssapi.properties", format!("security.protocol=SASL_PLAINTEXT\n{jaas}"), "GSSAPI"),
+        ("oauth.properties", format!("security.protocol=SASL_SSL\nsasl.mechanism=OAUTHBEARER\n{jaas}"), "OAUTHBEARER"),
     ];
     for (name, body, needle) in cases {
         let cfg = tool.config(name, &body);
@@ -721,4 +766,52 @@ fn t_kdt_3_sasl_ssl_and_mechanisms() {
          in the server, enabled mechanisms are [SCRAM-SHA-256, SCRAM-SHA-512]\n",
     );
     drop(broker);
+}
+
+/// T-KDT-3: the `--command-config` file as the Java client reads it: values trimmed, the
+/// protocol in any case, single-quoted JAAS values, an ISO-8859-1 file; a PLAINTEXT
+/// client on a SASL listener is retried until the call's deadline, as the Admin client
+/// retries a dropped connection (KafkaAdminClient 3.6.2 lines 863–866 and 821–822 word
+/// the failure).
+#[test]
+fn t_kdt_3_command_config_read_as_java_reads_it() {
+    let live = Live::start();
+    let lenient = live.tool.config(
+        "lenient.properties",
+        &format!(
+            "security.protocol=sasl_plaintext \nsasl.mechanism=SCRAM-SHA-512 \nsasl.jaas.config=org.apache.kafka.\
+             common.security.scram.ScramLoginModule required username='admin' password='{ADMIN_PW}';\n"
+        ),
+    );
+    let out = live.run(&lenient, &["--describe"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let mut latin1 = b"# caf\xe9, in ISO-8859-1\n".to_vec();
+    latin1.extend_from_slice(&std::fs::read(live.tool.dir.path().join("admin.properties")).unwrap());
+    std::fs::write(live.tool.dir.path().join("latin1.properties"), latin1).unwrap();
+    let out = live.run("latin1.properties", &["--describe"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+
+    std::fs::create_dir(live.tool.dir.path().join("adir")).unwrap();
+    let out = live.run("adir", &["--describe"]);
+    assert_failure(&out, "", "Is a directory\n");
+
+    let plaintext = live.tool.config("plaintext.properties", "request.timeout.ms=300\ndefault.api.timeout.ms=1200\n");
+    let started = wall_ms();
+    let out = live.run(&plaintext, &["--describe"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(text(&out.stdout), "Calling describe token operation for current user.\n");
+    let err = text(&out.stderr);
+    let rest = err
+        .strip_prefix(
+            "org.apache.kafka.common.errors.TimeoutException: Call(callName=describeDelegationToken, deadlineMs=",
+        )
+        .unwrap_or_else(|| panic!("{err}"));
+    let deadline: i64 = rest.split(',').next().unwrap().parse().unwrap();
+    assert!((deadline - started - 1200).abs() < 1000, "{err}");
+    assert!(rest.ends_with(" attempt(s)\n") && rest.contains(" timed out at "), "{err}");
+    assert_eq!(err.lines().count(), 1);
+}
+
+fn wall_ms() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64
 }

@@ -14,6 +14,7 @@
 //! `--kafka-compat` is given (T-KDT-2); `--version` prints ktb's version.
 
 use std::io::Write;
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use base64::Engine;
@@ -22,7 +23,7 @@ use kafka_protocol::messages::describe_delegation_token_response::DescribedDeleg
 
 use super::CliError;
 use super::settings::{self, ConnectionFlags, Settings, Source};
-use super::token_ops::{change_token, create_token, describe_tokens};
+use super::token_ops::{CreatedToken, change_token, create_token, describe_tokens};
 use crate::auth::Principal;
 use crate::client::{Client, ClientError, Credentials};
 use crate::properties;
@@ -323,12 +324,12 @@ fn plan(args: &[String]) -> Result<Plan, Stop> {
             return Err(Stop::Usage(format!("Missing required argument \"{}\"", o.spec())));
         }
     }
-    // Kafka checks these from a hash set, so with two forbidden options its message names
-    // either; ktb names the first in the source's order.
+    // Kafka walks each list as a HashSet of option specs, whose hash is their names', so
+    // with two forbidden options it names the first in this order (3.6 to 3.9).
     let forbidden: &[Opt] = match action {
-        Opt::Create => &[Opt::Hmac, Opt::RenewTimePeriod, Opt::ExpiryTimePeriod],
-        Opt::Renew => &[Opt::RenewerPrincipal, Opt::MaxLifeTimePeriod, Opt::ExpiryTimePeriod, Opt::OwnerPrincipal],
-        Opt::Expire => &[Opt::Renew, Opt::MaxLifeTimePeriod, Opt::RenewTimePeriod, Opt::OwnerPrincipal],
+        Opt::Create => &[Opt::RenewTimePeriod, Opt::Hmac, Opt::ExpiryTimePeriod],
+        Opt::Renew => &[Opt::MaxLifeTimePeriod, Opt::ExpiryTimePeriod, Opt::RenewerPrincipal, Opt::OwnerPrincipal],
+        Opt::Expire => &[Opt::RenewTimePeriod, Opt::MaxLifeTimePeriod, Opt::Renew, Opt::OwnerPrincipal],
         _ => &[Opt::RenewTimePeriod, Opt::MaxLifeTimePeriod, Opt::Hmac, Opt::ExpiryTimePeriod],
     };
     if let Some(o) = forbidden.iter().find(|o| p.has(**o)) {
@@ -511,12 +512,36 @@ fn admin_settings(path: &str, text: &str, bootstrap: &str) -> Result<(Settings, 
     let request = ms("request.timeout.ms", 30_000)?;
     let api_set = pairs.iter().any(|(k, _)| k == "default.api.timeout.ms");
     let api = ms("default.api.timeout.ms", 60_000)?;
+    // What `Admin.create` checks: the numbers and the security protocol's name (outside its
+    // wrapper), then the bootstrap addresses, the JAAS line and the timeouts (inside it).
+    let value = |key: &str| pairs.iter().rev().find(|(k, _)| k == key).map(|(_, v)| v.trim().to_owned());
+    if let Some(p) = value("security.protocol")
+        && !["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"].contains(&p.to_uppercase().as_str())
+    {
+        return Err(Stop::Error(format!(
+            "Invalid value {p} for configuration security.protocol: String must be one of: PLAINTEXT, SSL, \
+             SASL_PLAINTEXT, SASL_SSL"
+        )));
+    }
+    let admin_failed =
+        |cause: String| Stop::Error(format!("Failed to create new KafkaAdminClient\nCaused by: {cause}"));
+    check_bootstrap(bootstrap)
+        .map_err(|m| admin_failed(format!("org.apache.kafka.common.config.ConfigException: {m}")))?;
+    let sasl = value("security.protocol").is_some_and(|p| p.to_uppercase().starts_with("SASL_"));
+    if sasl && value("sasl.jaas.config").is_none() {
+        return Err(admin_failed(
+            "org.apache.kafka.common.KafkaException: java.lang.IllegalArgumentException: Could not find a \
+             'KafkaClient' entry in the JAAS configuration. System property 'java.security.auth.login.config' is \
+             not set"
+                .into(),
+        ));
+    }
     // The Admin client refuses a call timeout shorter than one answer's when it is set, and
     // raises its default to the answer's when it is not.
     if api < request && api_set {
-        return Err(Stop::Error(
-            "Failed to create new KafkaAdminClient\nCaused by: org.apache.kafka.common.config.ConfigException: \
-             The specified value of default.api.timeout.ms must be no smaller than the value of request.timeout.ms."
+        return Err(admin_failed(
+            "org.apache.kafka.common.config.ConfigException: The specified value of default.api.timeout.ms must be \
+             no smaller than the value of request.timeout.ms."
                 .into(),
         ));
     }
@@ -538,6 +563,30 @@ fn admin_settings(path: &str, text: &str, bootstrap: &str) -> Result<(Settings, 
         )));
     }
     Ok((s, timeouts))
+}
+
+/// `ClientUtils.parseAndValidateAddresses`: each `host:port` well formed, one at least
+/// resolving.
+fn check_bootstrap(list: &str) -> Result<(), String> {
+    use std::net::ToSocketAddrs;
+    let mut resolved = false;
+    for url in list.split(',').map(str::trim).filter(|u| !u.is_empty()) {
+        // `Utils.HOST_PORT_PATTERN`: anything, then a host of [0-9a-zA-Z-%._:] (in
+        // brackets or not), a colon and digits.
+        let parsed =
+            url.rsplit_once(':').filter(|(_, port)| !port.is_empty() && port.bytes().all(|b| b.is_ascii_digit()));
+        let Some((head, port)) = parsed else {
+            return Err(format!("Invalid url in bootstrap.servers: {url}"));
+        };
+        let head = head.strip_suffix(']').unwrap_or(head);
+        let start = head
+            .rfind(|c: char| !(c.is_ascii_alphanumeric() || "-%._:".contains(c)))
+            .map_or(0, |i| i + head[i..].chars().next().map_or(1, char::len_utf8));
+        let host = &head[start..];
+        let port: u16 = port.parse().map_err(|_| format!("Invalid port in bootstrap.servers: {url}"))?;
+        resolved |= (host, port).to_socket_addrs().is_ok_and(|mut a| a.next().is_some());
+    }
+    if resolved { Ok(()) } else { Err("No resolvable bootstrap urls given in bootstrap.servers".into()) }
 }
 
 /// The first line Kafka's tool prints for a failed call: the client exception's
@@ -575,76 +624,175 @@ fn kafka_exception(code: i16) -> String {
 }
 
 /// The first line for a failed call, from the error of a request.
-fn call_error(e: CliError, call: &str) -> String {
+fn call_error(e: CliError) -> String {
     match e {
         CliError::Kafka { code, .. } => kafka_exception(code),
-        CliError::Timeout(_) => exception("TimeoutException", &format!("Call(callName={call}) timed out")),
         CliError::Usage(m) | CliError::Internal(m) => exception("UnsupportedVersionException", &m),
-        CliError::Connection(m) => exception("NetworkException", &m),
+        CliError::Connection(m) | CliError::Timeout(m) => exception("NetworkException", &m),
         CliError::Auth { message, .. } => exception("SaslAuthenticationException", &message),
     }
 }
 
-/// Connects and logs in as the Admin client would for one call: reconnecting with
-/// backoff until `default.api.timeout.ms`, then "Timed out waiting for a node assignment".
-async fn open(s: &Settings, t: &Timeouts, call: &str) -> Result<Client, String> {
+/// The Java client's exception for a failed SaslAuthenticate: the error code's class, the
+/// server's message or the code's default one.
+fn sasl_exception(code: i16, message: &str) -> String {
+    let default = kafka_exception(code);
+    if message.is_empty() {
+        return default;
+    }
+    let class = default.split(": ").next().unwrap_or_default().rsplit('.').next().unwrap_or_default().to_owned();
+    exception(&class, message)
+}
+
+/// One request of the tool.
+enum Request<'a> {
+    Create { owner: Option<&'a Principal>, renewers: &'a [Principal], max_life_ms: i64 },
+    Change { hmac: &'a [u8], period_ms: i64, expire: bool },
+    Describe { owners: Option<&'a [Principal]> },
+}
+
+impl Request<'_> {
+    /// The Admin client's name for the call (`new Call("createDelegationToken", …)`).
+    fn call_name(&self) -> &'static str {
+        match self {
+            Request::Create { .. } => "createDelegationToken",
+            Request::Change { expire: false, .. } => "renewDelegationToken",
+            Request::Change { expire: true, .. } => "expireDelegationToken",
+            Request::Describe { .. } => "describeDelegationToken",
+        }
+    }
+}
+
+/// What a request answered.
+enum Reply {
+    Created(CreatedToken),
+    Expiry(i64),
+    Tokens(Vec<DescribedDelegationToken>),
+}
+
+async fn send(client: &mut Client, r: &Request<'_>) -> Result<Reply, CliError> {
+    Ok(match *r {
+        Request::Create { owner, renewers, max_life_ms } => {
+            Reply::Created(create_token(client, owner, renewers, max_life_ms).await?)
+        }
+        Request::Change { hmac, period_ms, expire } => {
+            Reply::Expiry(change_token(client, hmac, period_ms, expire).await?)
+        }
+        Request::Describe { owners } => Reply::Tokens(describe_tokens(client, owners).await?.1),
+    })
+}
+
+/// Why a connection attempt failed.
+enum Refused {
+    /// No connection: try again until the call's deadline.
+    Unreachable,
+    /// A failure the Admin client does not retry: its line.
+    Final(String),
+}
+
+/// One connection and login, as the Admin client makes them.
+async fn open(s: &Settings, t: &Timeouts, left: Duration) -> Result<Client, Refused> {
     let tls = match s.security_protocol.value.as_str() {
         "SASL_SSL" => Some(
             crate::tls::client_config(s.truststore.as_ref().map(|t| t.value.as_slice()))
-                .map_err(|e| format!("error: {e}"))?,
+                .map_err(|e| Refused::Final(format!("error: {e}")))?,
         ),
         _ => None,
     };
+    let timeout = t.request.min(left).max(Duration::from_millis(1));
+    let mut client = match Client::connect(&s.bootstrap.value, timeout, tls).await {
+        Ok(c) => c,
+        Err(ClientError::Tls(_)) => {
+            return Err(Refused::Final(exception("SslAuthenticationException", "SSL handshake failed")));
+        }
+        Err(_) => return Err(Refused::Unreachable),
+    };
+    if s.security_protocol.value == "PLAINTEXT" {
+        return Ok(client);
+    }
+    let (Some(user), Some(password)) = (&s.username, &s.password) else {
+        return Err(Refused::Final("error: the sasl.jaas.config line names no username and password".into()));
+    };
+    let creds = Credentials {
+        mechanism: s.mechanism.value.clone(),
+        username: user.value.clone(),
+        password: password.value.clone(),
+        token_auth: s.token_auth.value,
+    };
+    match client.authenticate(&creds).await {
+        Ok(()) => Ok(client),
+        // The Java client's own words (SaslClientAuthenticator.handleSaslHandshakeResponse).
+        Err(ClientError::Mechanism { code, requested, offered }) => {
+            let offered = offered.join(", ");
+            Err(Refused::Final(match code {
+                33 => exception(
+                    "UnsupportedSaslMechanismException",
+                    &format!(
+                        "Client SASL mechanism '{requested}' not enabled in the server, enabled mechanisms are [{offered}]"
+                    ),
+                ),
+                34 => exception(
+                    "IllegalSaslStateException",
+                    &format!(
+                        "Unexpected handshake request with client mechanism {requested}, enabled mechanisms are [{offered}]"
+                    ),
+                ),
+                _ => exception(
+                    "IllegalSaslStateException",
+                    &format!(
+                        "Unknown error code {}, client mechanism is {requested}, enabled mechanisms are [{offered}]",
+                        ktb_protocol::error_code::name(code)
+                    ),
+                ),
+            }))
+        }
+        Err(ClientError::Auth { code, message }) => Err(Refused::Final(sasl_exception(code, &message))),
+        Err(ClientError::Protocol(message)) => Err(Refused::Final(exception("SaslAuthenticationException", &message))),
+        Err(_) => Err(Refused::Unreachable),
+    }
+}
+
+/// Makes one call as the Admin client does: connections that fail or drop and answers
+/// that do not come are retried (with backoff) until `default.api.timeout.ms`; then the
+/// call fails with the client's TimeoutException.
+async fn call(s: &Settings, t: &Timeouts, request: &Request<'_>) -> Result<Reply, String> {
+    let name = request.call_name();
+    let now_ms = super::token_ops::now_ms;
     let deadline = Instant::now() + t.api;
-    let mut backoff = Duration::from_millis(50);
+    let deadline_ms = now_ms() + t.api.as_millis() as i64;
+    let (mut tries, mut backoff) = (0u32, Duration::from_millis(50));
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
-        let attempt =
-            Client::connect(&s.bootstrap.value, t.request.min(left).max(Duration::from_millis(1)), tls.clone());
-        match attempt.await {
+        match open(s, t, left).await {
+            Err(Refused::Final(line)) => return Err(line),
+            Err(Refused::Unreachable) => {}
             Ok(mut client) => {
-                if s.security_protocol.value == "PLAINTEXT" {
-                    return Ok(client);
+                tries += 1;
+                match send(&mut client, request).await {
+                    Ok(reply) => return Ok(reply),
+                    Err(CliError::Connection(_) | CliError::Timeout(_)) => {}
+                    Err(e) => return Err(call_error(e)),
                 }
-                let (Some(user), Some(password)) = (&s.username, &s.password) else {
-                    return Err("error: the --command-config file has no sasl.jaas.config (or sasl.username and \
-                                sasl.password) to log in with"
-                        .into());
-                };
-                let creds = Credentials {
-                    mechanism: s.mechanism.value.clone(),
-                    username: user.value.clone(),
-                    password: password.value.clone(),
-                    token_auth: s.token_auth.value,
-                };
-                return match client.authenticate(&creds).await {
-                    Ok(()) => Ok(client),
-                    // The Java client's own words (SaslClientAuthenticator).
-                    Err(ClientError::Mechanism { requested, offered }) => Err(exception(
-                        "UnsupportedSaslMechanismException",
-                        &format!(
-                            "Client SASL mechanism '{requested}' not enabled in the server, enabled mechanisms are [{}]",
-                            offered.join(", ")
-                        ),
-                    )),
-                    Err(ClientError::Auth { message, .. }) | Err(ClientError::Protocol(message)) => {
-                        Err(exception("SaslAuthenticationException", &message))
-                    }
-                    Err(e) => Err(call_error(e.into(), call)),
-                };
-            }
-            Err(ClientError::Tls(_)) => return Err(exception("SslAuthenticationException", "SSL handshake failed")),
-            Err(_) if Instant::now() >= deadline => {
-                return Err(exception(
-                    "TimeoutException",
-                    &format!("Timed out waiting for a node assignment. Call: {call}"),
-                ));
-            }
-            Err(_) => {
-                tokio::time::sleep(backoff.min(deadline.saturating_duration_since(Instant::now()))).await;
-                backoff = (backoff * 2).min(Duration::from_secs(1));
             }
         }
+        if Instant::now() >= deadline {
+            let now = now_ms();
+            return Err(if tries == 0 {
+                exception("TimeoutException", &format!("Timed out waiting for a node assignment. Call: {name}"))
+            } else {
+                // Call.toString and handleTimeoutFailure; the next try is retry.backoff.ms away.
+                exception(
+                    "TimeoutException",
+                    &format!(
+                        "Call(callName={name}, deadlineMs={deadline_ms}, tries={tries}, nextAllowedTryMs={}) timed \
+                         out at {now} after {tries} attempt(s)",
+                        now + 100
+                    ),
+                )
+            });
+        }
+        tokio::time::sleep(backoff.min(deadline.saturating_duration_since(Instant::now()))).await;
+        backoff = (backoff * 2).min(Duration::from_secs(1));
     }
 }
 
@@ -690,10 +838,13 @@ fn execute(args: &[String], io: &mut Streams<'_>) -> Result<(), Stop> {
     let p = &cmd.args;
     // `createAdminClient`: the file is read before --bootstrap-server's value.
     let config = p.text(Opt::CommandConfig)?.unwrap_or_default();
-    let text = std::fs::read_to_string(config).map_err(|e| match e.kind() {
+    let text = settings::read_properties_file(Path::new(config)).map_err(|e| match e.kind() {
         // `Files.newInputStream` throws NoSuchFileException/AccessDeniedException, whose
         // message is the path.
+        std::io::ErrorKind::NotFound if config.is_empty() => Stop::Error("Is a directory".into()),
         std::io::ErrorKind::NotFound | std::io::ErrorKind::PermissionDenied => Stop::Error(config.to_owned()),
+        // Reading a directory fails with the system's words.
+        std::io::ErrorKind::IsADirectory => Stop::Error("Is a directory".into()),
         _ => Stop::Error(format!("{config}: {e}")),
     })?;
     let bootstrap = p.text(Opt::BootstrapServer)?.unwrap_or_default();
@@ -710,7 +861,6 @@ async fn act(cmd: &Command, s: &Settings, t: &Timeouts, io: &mut Streams<'_>) ->
     let p = &cmd.args;
     match cmd.action {
         Opt::Create => {
-            let call = "createDelegationToken";
             let renewers = principals(p, Opt::RenewerPrincipal)?;
             let max_life = p.required_long(Opt::MaxLifeTimePeriod)?;
             io.out(&format!(
@@ -718,10 +868,8 @@ async fn act(cmd: &Command, s: &Settings, t: &Timeouts, io: &mut Streams<'_>) ->
                 list(&renewers)
             ));
             let owners = principals(p, Opt::OwnerPrincipal)?;
-            let mut client = open(s, t, call).await?;
-            let token = create_token(&mut client, owners.first(), &renewers, max_life)
-                .await
-                .map_err(|e| call_error(e, call))?;
+            let request = Request::Create { owner: owners.first(), renewers: &renewers, max_life_ms: max_life };
+            let Reply::Created(token) = call(s, t, &request).await? else { unreachable!("Create answers a token") };
             let row = Row {
                 renewers: list(&renewers),
                 // Before CreateDelegationToken v3 the answer names no requester.
@@ -737,10 +885,10 @@ async fn act(cmd: &Command, s: &Settings, t: &Timeouts, io: &mut Streams<'_>) ->
         }
         Opt::Renew | Opt::Expire => {
             let expire = cmd.action == Opt::Expire;
-            let (call, period_opt, verb, period_name) = if expire {
-                ("expireDelegationToken", Opt::ExpiryTimePeriod, "expire", "expire-time-period")
+            let (period_opt, verb, period_name) = if expire {
+                (Opt::ExpiryTimePeriod, "expire", "expire-time-period")
             } else {
-                ("renewDelegationToken", Opt::RenewTimePeriod, "renew", "renew-time-period")
+                (Opt::RenewTimePeriod, "renew", "renew-time-period")
             };
             let hmac = p.text(Opt::Hmac)?;
             let period = p.required_long(period_opt)?;
@@ -749,12 +897,13 @@ async fn act(cmd: &Command, s: &Settings, t: &Timeouts, io: &mut Streams<'_>) ->
                 hmac.unwrap_or("null")
             ));
             let hmac = java_base64(hmac.ok_or(NULL_HMAC)?)?;
-            let mut client = open(s, t, call).await?;
-            let expiry = change_token(&mut client, &hmac, period, expire).await.map_err(|e| call_error(e, call))?;
+            let request = Request::Change { hmac: &hmac, period_ms: period, expire };
+            let Reply::Expiry(expiry) = call(s, t, &request).await? else {
+                unreachable!("Renew and Expire answer a time")
+            };
             io.out(&format!("Completed {verb} operation. New expiry date : {}", java_date(expiry)));
         }
         _ => {
-            let call = "describeDelegationToken";
             let owners = principals(p, Opt::OwnerPrincipal)?;
             if owners.is_empty() {
                 io.out("Calling describe token operation for current user.\n");
@@ -764,8 +913,9 @@ async fn act(cmd: &Command, s: &Settings, t: &Timeouts, io: &mut Streams<'_>) ->
             // T-KDT-2: Kafka's tool sends an empty owner list (no token matches); ktb asks
             // with none, for every token the caller may see.
             let ask = if owners.is_empty() && !p.has(Opt::KafkaCompat) { None } else { Some(&owners[..]) };
-            let mut client = open(s, t, call).await?;
-            let (_, tokens) = describe_tokens(&mut client, ask).await.map_err(|e| call_error(e, call))?;
+            let Reply::Tokens(tokens) = call(s, t, &Request::Describe { owners: ask }).await? else {
+                unreachable!("Describe answers tokens")
+            };
             let rows: Vec<Row> = tokens.iter().map(described_row).collect();
             io.out(&format!("Total number of tokens : {}{}", rows.len(), table(&rows)));
         }
@@ -811,6 +961,11 @@ mod tests {
         assert_eq!(
             with(&["--renew", "--hmac", "h", "--renew-time-period", "-1", "--owner-principal", "User:a"]),
             "Option \"[renew]\" can't be used with option \"[owner-principal]\""
+        );
+        // Two forbidden options: the first in the order of Kafka's HashSet.
+        assert_eq!(
+            with(&["--create", "--max-life-time-period", "-1", "--hmac", "x", "--renew-time-period", "1"]),
+            "Option \"[create]\" can't be used with option \"[renew-time-period]\""
         );
         assert_eq!(
             with(&["--describe", "--max-life-time-period", "5"]),

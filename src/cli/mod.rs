@@ -101,9 +101,7 @@ impl From<ClientError> for CliError {
                 CliError::Timeout(format!("the broker did not answer within {d:?}; retry, or raise --timeout"))
             }
             ClientError::Auth { code, message } => CliError::Auth { code, message },
-            m @ ClientError::Mechanism { .. } => {
-                CliError::Auth { code: error_code::UNSUPPORTED_SASL_MECHANISM, message: m.to_string() }
-            }
+            m @ ClientError::Mechanism { code, .. } => CliError::Auth { code, message: m.to_string() },
             ClientError::Protocol(m) => CliError::Connection(m),
             ClientError::Unsupported(m) => CliError::Internal(format!("the broker does not support {m}")),
         }

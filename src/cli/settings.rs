@@ -221,14 +221,16 @@ pub fn parse_jaas(text: &str) -> Result<BTreeMap<String, String>, String> {
             rest.split_once('=').ok_or_else(|| format!("sasl.jaas.config: expected key=value at {rest:?}"))?;
         let key = key.trim().to_owned();
         let after = after.trim_start();
-        let (value, tail) = if let Some(q) = after.strip_prefix('"') {
+        let quote = after.chars().next().filter(|c| *c == '"' || *c == '\'');
+        let (value, tail) = if let Some(quote) = quote {
+            let q = &after[1..];
             let mut value = String::new();
             let mut chars = q.char_indices();
             let mut end = None;
             while let Some((i, c)) = chars.next() {
                 match c {
                     '\\' => value.extend(chars.next().map(|(_, c)| c)),
-                    '"' => {
+                    c if c == quote => {
                         end = Some(i + 1);
                         break;
                     }
@@ -251,8 +253,18 @@ fn read_pem_file(path: &Path) -> Result<Vec<u8>, CliError> {
     std::fs::read(path).map_err(|e| CliError::Usage(format!("cannot read the truststore {}: {e}", path.display())))
 }
 
+/// Reads a Kafka client properties file: UTF-8, or else ISO-8859-1, the encoding Java's
+/// `Properties.load` reads.
+pub fn read_properties_file(path: &Path) -> std::io::Result<String> {
+    let bytes = std::fs::read(path)?;
+    Ok(match String::from_utf8(bytes) {
+        Ok(text) => text,
+        Err(e) => e.into_bytes().iter().map(|&b| char::from(b)).collect(),
+    })
+}
+
 fn read_command_config(path: &Path) -> Result<(Layer, Vec<String>), CliError> {
-    let text = std::fs::read_to_string(path)
+    let text = read_properties_file(path)
         .map_err(|e| CliError::Usage(format!("cannot read --command-config {}: {e}", path.display())))?;
     let pairs =
         properties::parse(&text).map_err(|e| CliError::Usage(format!("--command-config {}: {e}", path.display())))?;
@@ -261,8 +273,9 @@ fn read_command_config(path: &Path) -> Result<(Layer, Vec<String>), CliError> {
     for (k, v) in pairs {
         match k.as_str() {
             "bootstrap.servers" => layer.bootstrap = Some(v),
-            "security.protocol" => layer.security_protocol = Some(v),
-            "sasl.mechanism" | "sasl.mechanisms" => layer.mechanism = Some(v),
+            // As the Java client reads them: trimmed, the protocol in any case.
+            "security.protocol" => layer.security_protocol = Some(v.trim().to_uppercase()),
+            "sasl.mechanism" | "sasl.mechanisms" => layer.mechanism = Some(v.trim().to_owned()),
             "sasl.username" => layer.username = Some(v),
             "sasl.password" => layer.password = Some(v),
             "ssl.truststore.type" if v != "PEM" => {
@@ -408,6 +421,8 @@ mod tests {
             parse_jaas("org.apache.kafka.common.security.plain.PlainLoginModule \t required   username=u password=p;")
                 .unwrap();
         assert_eq!((o["username"].as_str(), o["password"].as_str()), ("u", "p"));
+        let o = parse_jaas("x.ScramLoginModule required username='u' password='p\"q';").unwrap();
+        assert_eq!((o["username"].as_str(), o["password"].as_str()), ("u", "p\"q"), "single quotes, as Java's");
         assert!(parse_jaas("com.sun.security.auth.module.Krb5LoginModule required;").is_err());
         assert!(parse_jaas(r#"x.ScramLoginModule required username="open"#).is_err());
     }

@@ -81,9 +81,11 @@ pub enum ClientError {
         /// The server's message.
         message: String,
     },
-    /// SaslHandshake refused the mechanism (33).
+    /// SaslHandshake refused the mechanism (33), or the handshake (34).
     #[error("the server does not offer {requested}; it offers {}", offered.join(", "))]
     Mechanism {
+        /// The error code.
+        code: i16,
         /// The mechanism asked for.
         requested: String,
         /// The mechanisms the server named.
@@ -233,7 +235,7 @@ impl Client {
         };
         if hs.error_code != 0 {
             let offered: Vec<String> = hs.mechanisms.iter().map(|m| m.to_string()).collect();
-            return Err(ClientError::Mechanism { requested: creds.mechanism.clone(), offered });
+            return Err(ClientError::Mechanism { code: hs.error_code, requested: creds.mechanism.clone(), offered });
         }
         if creds.mechanism == "PLAIN" {
             let msg = format!("\0{}\0{}", creds.username, creds.password);
