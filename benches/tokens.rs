@@ -5,7 +5,8 @@
 //! commit). `token_login` is the server's whole part of a token login once the token's
 //! SCRAM credential is cached: the store read, the expiry check and the SCRAM exchange.
 //! `token_login_first` adds the one-time derivation of that credential (PBKDF2, 4096
-//! iterations), which Create never pays.
+//! iterations), which Create never pays. `token_live_until` is the liveness read a token
+//! login ends with and a token session's watch starts with (a token with 8 renewers).
 
 use std::sync::Arc;
 
@@ -78,6 +79,12 @@ fn bench(c: &mut Criterion) {
             )
         });
     }
+
+    let renewers: Vec<Principal> = (0..8).map(|i| Principal::user(&format!("renewer-{i}"))).collect();
+    let (renewed, _) = rt.block_on(tokens.create(alice.clone(), alice.clone(), renewers, -1, NOW)).unwrap();
+    c.bench_function("token_live_until", |b| {
+        b.iter(|| rt.block_on(tokens.live_until(black_box(&renewed.token_id), NOW)).unwrap())
+    });
 
     let secret = MasterSecret::new("bench-secret");
     for (name, alg) in [

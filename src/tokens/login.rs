@@ -105,9 +105,10 @@ impl Tokens {
         match self.store.get(&token_key(token_id)).await {
             Ok(v) => {
                 // A token whose key went is not live either (T-ROTATE-5).
-                let t = record::decode(token_id, &v?.value).ok()?;
-                ring.get(&t.key_id)?;
-                (!t.is_expired(now)).then_some(t.expiry_ts)
+                let v = v?;
+                let (max_ts, expiry_ts, key_id) = record::liveness(token_id, &v.value).ok()?;
+                ring.get(key_id)?;
+                (!record::expired(max_ts, expiry_ts, now)).then_some(expiry_ts)
             }
             Err(e) => {
                 error!("token lookup failed: {e}");

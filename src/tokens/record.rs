@@ -133,9 +133,12 @@ impl<'a> Reader<'a> {
     fn i64(&mut self) -> Option<i64> {
         Some(i64::from_be_bytes(self.take(8)?.try_into().ok()?))
     }
-    fn string(&mut self) -> Option<String> {
+    fn str(&mut self) -> Option<&'a str> {
         let n = self.u32()? as usize;
-        String::from_utf8(self.take(n)?.to_vec()).ok()
+        std::str::from_utf8(self.take(n)?).ok()
+    }
+    fn string(&mut self) -> Option<String> {
+        self.str().map(str::to_owned)
     }
     fn principal(&mut self) -> Option<Principal> {
         Some(Principal { kind: self.string()?, name: self.string()? })
@@ -146,9 +149,29 @@ impl<'a> Reader<'a> {
 /// per-token operation reads the record, so its size bounds what one token costs.
 pub const MAX_RECORD_BYTES: usize = 64 * 1024;
 
+/// What a liveness check needs of the record under `tok/<id>`, read without decoding
+/// the principals: `(max_ts, expiry_ts, key_id)`.
+pub fn liveness<'a>(id: &str, v: &'a [u8]) -> Result<(i64, i64, &'a str), StoreError> {
+    let mut r = Reader { rest: v };
+    let version = r.u8().ok_or_else(|| corrupt(id))?;
+    if version > RECORD_VERSION {
+        return Err(StoreError::NewerSchema { found: u32::from(version), supported: u32::from(RECORD_VERSION) });
+    }
+    let parsed = (|| {
+        let (_issue_ts, max_ts, expiry_ts) = (r.i64()?, r.i64()?, r.i64()?);
+        r.u8()?; // the HMAC algorithm
+        Some((max_ts, expiry_ts, r.str()?))
+    })();
+    parsed.ok_or_else(|| corrupt(id))
+}
+
+fn corrupt(id: &str) -> StoreError {
+    StoreError::Corrupt { key: format!("tok/{id}"), reason: "malformed token record".into() }
+}
+
 /// Decodes the record stored under `tok/<id>`.
 pub fn decode(id: &str, v: &[u8]) -> Result<TokenDetails, StoreError> {
-    let corrupt = || StoreError::Corrupt { key: format!("tok/{id}"), reason: "malformed token record".into() };
+    let corrupt = || corrupt(id);
     let mut r = Reader { rest: v };
     let version = r.u8().ok_or_else(corrupt)?;
     if version > RECORD_VERSION {
@@ -214,6 +237,15 @@ mod tests {
         assert!(matches!(decode(&t.token_id, &newer), Err(StoreError::NewerSchema { .. })));
         for cut in 0..v.len() {
             assert!(decode(&t.token_id, &v[..cut]).is_err(), "a truncated record is an error, not a panic");
+        }
+        // The liveness read agrees with the full decode and refuses what it refuses.
+        let t = TokenDetails { key_id: "k20261203T144214Z".into(), ..t };
+        let v = encode(&t);
+        assert_eq!(liveness(&t.token_id, &v).unwrap(), (t.max_ts, t.expiry_ts, t.key_id.as_str()));
+        assert!(matches!(liveness(&t.token_id, &newer), Err(StoreError::NewerSchema { .. })));
+        let key_end = 1 + 3 * 8 + 1 + 4 + t.key_id.len();
+        for cut in 0..key_end {
+            assert!(liveness(&t.token_id, &v[..cut]).is_err(), "cut at {cut}");
         }
     }
 
