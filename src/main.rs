@@ -298,13 +298,15 @@ fn parse_override(s: &str) -> Result<(String, String), String> {
     Ok((k.trim().to_owned(), v.to_owned()))
 }
 
-/// `kafka-delegation-tokens` by its program name (SPEC §9.6): logs only when KTB_LOG asks.
-fn kafka_delegation_tokens(args: Vec<String>) -> ExitCode {
+/// Logs go to stderr, filtered by KTB_LOG, else by `default_filter`.
+fn init_logs(default_filter: &str) {
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("KTB_LOG").unwrap_or_else(|_| "off".into()))
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("KTB_LOG").unwrap_or_else(|_| default_filter.into()),
+        )
         .init();
-    ExitCode::from(cli::kdt::run(&args))
 }
 
 const EXIT_FAILURE: u8 = 1;
@@ -326,7 +328,8 @@ fn main() -> ExitCode {
     let program = argv.next().map(PathBuf::from);
     let program = program.as_deref().and_then(Path::file_name).and_then(|n| n.to_str());
     if program.is_some_and(|p| cli::kdt::PROGRAM_NAMES.contains(&p)) {
-        return kafka_delegation_tokens(argv.map(|a| a.to_string_lossy().into_owned()).collect());
+        init_logs("off");
+        return ExitCode::from(cli::kdt::run(&argv.map(|a| a.to_string_lossy().into_owned()).collect::<Vec<_>>()));
     }
     let cli = Cli::parse();
     let default_filter = match cli.command {
@@ -334,13 +337,7 @@ fn main() -> ExitCode {
         Command::KafkaDelegationTokens { .. } => "off",
         _ => "warn",
     };
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("KTB_LOG").unwrap_or_else(|_| default_filter.into()),
-        )
-        .init();
+    init_logs(default_filter);
     match cli.command {
         Command::Serve { config, overrides, print_config } => serve(config, overrides, print_config),
         Command::User(UserCommand::Add {

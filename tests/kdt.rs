@@ -363,6 +363,11 @@ fn table(tokens: &[&Value]) -> String {
     out
 }
 
+/// The id on `--create`'s second line, `Created delegation token with tokenId : ID`.
+fn created_id(stdout: &str) -> String {
+    stdout.lines().nth(1).and_then(|l| l.rsplit(' ').next()).unwrap_or_else(|| panic!("{stdout}")).to_owned()
+}
+
 fn token<'a>(tokens: &'a [Value], id: &str) -> &'a Value {
     tokens.iter().find(|t| t["token_id"] == id).unwrap_or_else(|| panic!("token {id}"))
 }
@@ -390,7 +395,7 @@ fn t_kdt_1_each_action_prints_what_kafkas_tool_prints() {
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert!(out.stderr.is_empty());
     let stdout = text(&out.stdout);
-    let id = stdout.lines().nth(1).unwrap().rsplit(' ').next().unwrap().to_owned();
+    let id = created_id(&stdout);
     let tokens = live.tokens();
     let t = token(&tokens, &id);
     assert_eq!(t["renewers"], serde_json::json!(["User:bob", "User:carol"]));
@@ -408,7 +413,7 @@ fn t_kdt_1_each_action_prints_what_kafkas_tool_prints() {
     let out = live
         .run("admin.properties", &["--create", "--max-life-time-period", "3600000", "--owner-principal", "User:bob"]);
     assert!(out.status.success(), "{}", text(&out.stderr));
-    let bobs_id = text(&out.stdout).lines().nth(1).unwrap().rsplit(' ').next().unwrap().to_owned();
+    let bobs_id = created_id(&text(&out.stdout));
     let tokens = live.tokens();
     let bobs = token(&tokens, &bobs_id);
     assert_eq!((bobs["owner"].as_str(), bobs["requester"].as_str()), (Some("User:bob"), Some("User:admin")));
@@ -529,7 +534,7 @@ fn t_kdt_1_each_action_prints_what_kafkas_tool_prints() {
     // ...and a live token's login may not manage tokens (64).
     let out =
         live.run("admin.properties", &["--create", "--max-life-time-period", "-1", "--owner-principal", "User:bob"]);
-    let tid = text(&out.stdout).lines().nth(1).unwrap().rsplit(' ').next().unwrap().to_owned();
+    let tid = created_id(&text(&out.stdout));
     let tokens = live.tokens();
     let th = token(&tokens, &tid)["hmac"].as_str().unwrap().to_owned();
     let token_cfg = live.tool.config(

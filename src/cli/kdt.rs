@@ -501,20 +501,21 @@ struct Timeouts {
 /// (PLAINTEXT; GSSAPI, which ktb cannot speak). No `KTB_*` variable or profile applies.
 fn admin_settings(path: &str, text: &str, bootstrap: &str) -> Result<(Settings, Timeouts), Stop> {
     let pairs = properties::parse(text).map_err(|e| Stop::Error(format!("{path}: {e}")))?;
+    // The last value of a key, trimmed, as ConfigDef reads it.
+    let value = |key: &str| pairs.iter().rev().find(|(k, _)| k == key).map(|(_, v)| v.trim().to_owned());
     let ms = |key: &str, default: u64| -> Result<Duration, Stop> {
-        match pairs.iter().rev().find(|(k, _)| k == key) {
+        match value(key) {
             None => Ok(Duration::from_millis(default)),
-            Some((_, v)) => v.trim().parse::<u64>().map(Duration::from_millis).map_err(|_| {
+            Some(v) => v.parse::<u64>().map(Duration::from_millis).map_err(|_| {
                 Stop::Error(format!("Invalid value {v} for configuration {key}: Not a number of type INT"))
             }),
         }
     };
     let request = ms("request.timeout.ms", 30_000)?;
-    let api_set = pairs.iter().any(|(k, _)| k == "default.api.timeout.ms");
+    let api_set = value("default.api.timeout.ms").is_some();
     let api = ms("default.api.timeout.ms", 60_000)?;
     // What `Admin.create` checks: the numbers and the security protocol's name (outside its
     // wrapper), then the bootstrap addresses, the JAAS line and the timeouts (inside it).
-    let value = |key: &str| pairs.iter().rev().find(|(k, _)| k == key).map(|(_, v)| v.trim().to_owned());
     if let Some(p) = value("security.protocol")
         && !["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"].contains(&p.to_uppercase().as_str())
     {
@@ -551,7 +552,8 @@ fn admin_settings(path: &str, text: &str, bootstrap: &str) -> Result<(Settings, 
         command_config: Some(path.into()),
         ..ConnectionFlags::default()
     };
-    let mut s = settings::resolve(&flags, None, &|_| None).map_err(|e| Stop::Error(format!("error: {e}")))?;
+    let mut s =
+        settings::resolve_with(&flags, None, &|_| None, Some(text)).map_err(|e| Stop::Error(format!("error: {e}")))?;
     if s.security_protocol.source == Source::Default {
         s.security_protocol.value = "PLAINTEXT".into();
     }
@@ -597,7 +599,14 @@ fn exception(class: &str, message: &str) -> String {
 
 /// The Java client's exception for a Kafka error code in an answer.
 fn kafka_exception(code: i16) -> String {
-    let (class, message) = match code {
+    let (class, message) = java_error(code);
+    exception(class, message)
+}
+
+/// The exception class the Java client raises for an error code, and its default message
+/// (`Errors`).
+fn java_error(code: i16) -> (&'static str, &'static str) {
+    match code {
         7 => ("TimeoutException", "The request timed out."),
         31 => ("ClusterAuthorizationException", "Cluster authorization failed."),
         35 => ("UnsupportedVersionException", "The version of API is not supported."),
@@ -619,8 +628,7 @@ fn kafka_exception(code: i16) -> String {
         66 => ("DelegationTokenExpiredException", "Delegation Token is expired."),
         67 => ("InvalidPrincipalTypeException", "Supplied principalType is not supported."),
         _ => ("UnknownServerException", "The server experienced an unexpected error when processing the request."),
-    };
-    exception(class, message)
+    }
 }
 
 /// The first line for a failed call, from the error of a request.
@@ -636,12 +644,8 @@ fn call_error(e: CliError) -> String {
 /// The Java client's exception for a failed SaslAuthenticate: the error code's class, the
 /// server's message or the code's default one.
 fn sasl_exception(code: i16, message: &str) -> String {
-    let default = kafka_exception(code);
-    if message.is_empty() {
-        return default;
-    }
-    let class = default.split(": ").next().unwrap_or_default().rsplit('.').next().unwrap_or_default().to_owned();
-    exception(&class, message)
+    let (class, default) = java_error(code);
+    exception(class, if message.is_empty() { default } else { message })
 }
 
 /// One request of the tool.

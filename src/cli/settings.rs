@@ -263,11 +263,10 @@ pub fn read_properties_file(path: &Path) -> std::io::Result<String> {
     })
 }
 
-fn read_command_config(path: &Path) -> Result<(Layer, Vec<String>), CliError> {
-    let text = read_properties_file(path)
-        .map_err(|e| CliError::Usage(format!("cannot read --command-config {}: {e}", path.display())))?;
+/// The settings of the `--command-config` file at `path`, whose text is `text`.
+fn command_config_layer(path: &Path, text: &str) -> Result<(Layer, Vec<String>), CliError> {
     let pairs =
-        properties::parse(&text).map_err(|e| CliError::Usage(format!("--command-config {}: {e}", path.display())))?;
+        properties::parse(text).map_err(|e| CliError::Usage(format!("--command-config {}: {e}", path.display())))?;
     let mut layer = Layer::default();
     let mut ignored = Vec::new();
     for (k, v) in pairs {
@@ -303,6 +302,23 @@ pub fn resolve(
     stdin_password: Option<String>,
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<Settings, CliError> {
+    let text = match &flags.command_config {
+        Some(path) => Some(
+            read_properties_file(path)
+                .map_err(|e| CliError::Usage(format!("cannot read --command-config {}: {e}", path.display())))?,
+        ),
+        None => None,
+    };
+    resolve_with(flags, stdin_password, env, text.as_deref())
+}
+
+/// As [`resolve`], with the text of the `--command-config` file already read.
+pub fn resolve_with(
+    flags: &ConnectionFlags,
+    stdin_password: Option<String>,
+    env: &dyn Fn(&str) -> Option<String>,
+    command_config: Option<&str>,
+) -> Result<Settings, CliError> {
     let flag_layer = Layer {
         bootstrap: flags.bootstrap_server.clone(),
         security_protocol: None,
@@ -312,9 +328,9 @@ pub fn resolve(
         token_auth: None,
         truststore: None,
     };
-    let (config_layer, ignored) = match &flags.command_config {
-        Some(p) => read_command_config(p)?,
-        None => (Layer::default(), Vec::new()),
+    let (config_layer, ignored) = match (&flags.command_config, command_config) {
+        (Some(path), Some(text)) => command_config_layer(path, text)?,
+        _ => (Layer::default(), Vec::new()),
     };
     let var = |k: &str| env(k).filter(|v| !v.is_empty());
     let env_layer = Layer {
