@@ -32,8 +32,9 @@ if [ ! -s "$keyring" ]; then
         line="default $old"
         said="moved the shared secret of $props into $keyring as key default"
     else
-        # 32 random bytes as base64 without padding or the characters that need escaping.
-        line="$(date -u +k%Y%m%dT%H%M%SZ) $(head -c 32 /dev/urandom | base64 | tr -d '\n=+/')"
+        # 32 random bytes as URL-safe base64 without padding (43 characters), the form
+        # `ktb secret rotate` writes.
+        line="$(date -u +k%Y%m%dT%H%M%SZ) $(head -c 32 /dev/urandom | base64 | tr -d '\n=' | tr '+/' '-_')"
         said="wrote a new keyring to $keyring"
     fi
     # Written under another name and renamed, so a broker never reads half a file.
